@@ -1,0 +1,203 @@
+//! The direct-I/O append writer of the active segment.
+//!
+//! Appends are copied into 4 KiB-aligned staging chunks (the one copy direct
+//! I/O needs: network buffers are not aligned). A flush writes every staged
+//! chunk with O_DIRECT at its aligned file position, all in flight at once;
+//! a partially filled last chunk is written zero-padded to the next block and
+//! its partial tail block is carried into a fresh chunk, so the next flush
+//! rewrites that block with more data. Nothing is ever written past a block
+//! that is not aligned, and nothing already durable is changed: the rewritten
+//! tail block only gains bytes after the old ones.
+//!
+//! Invariants:
+//! - `current_pos` is block aligned; `current_pos + current_len` is the
+//!   logical end of the segment (`end()`);
+//! - staged full chunks are contiguous and end at `current_pos`;
+//! - `written <= end()`; bytes below `written` are on the file (not yet
+//!   necessarily durable: that takes an fdatasync).
+//!
+//! Runs on the shard that owns the log. Flushes must not overlap (the log
+//! serialises them with its io lock) because two flushes may write the same
+//! tail block.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use glommio::io::{DmaBuffer, DmaFile};
+
+use super::error::{Result, StorageError};
+
+/// Block size of O_DIRECT I/O on the filesystems we support.
+pub const BLOCK_BYTES: u64 = 4096;
+
+pub fn align_down(v: u64) -> u64 {
+    v & !(BLOCK_BYTES - 1)
+}
+
+pub fn align_up(v: u64) -> u64 {
+    align_down(v + BLOCK_BYTES - 1)
+}
+
+/// Writes handed out by `take_flush`, to be awaited without holding a borrow.
+pub struct PendingFlush {
+    file: Rc<DmaFile>,
+    path: PathBuf,
+    writes: Vec<(u64, DmaBuffer)>,
+    /// Logical end of the segment once these writes are done.
+    pub end: u64,
+}
+
+impl PendingFlush {
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    /// Issues every write at once and waits for all of them.
+    pub async fn run(self) -> Result<()> {
+        let mut tasks = Vec::with_capacity(self.writes.len());
+        for (pos, buf) in self.writes {
+            let file = self.file.clone();
+            tasks.push(glommio::spawn_local(async move {
+                let len = buf.len();
+                let res = file.write_at(buf, pos).await;
+                (len, res)
+            }));
+        }
+        let mut first_err = None;
+        for task in tasks {
+            let (len, res) = task.await;
+            let res = match res {
+                Ok(n) if n == len => Ok(()),
+                Ok(n) => Err(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    format!("short direct write: {n} of {len} bytes"),
+                )),
+                Err(e) => Err(std::io::Error::from(e)),
+            };
+            if let Err(e) = res {
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(StorageError::io("writing segment", &self.path, e)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Staging and direct writes for the active segment.
+pub struct SegmentWriter {
+    file: Rc<DmaFile>,
+    path: PathBuf,
+    chunk_bytes: usize,
+    current: DmaBuffer,
+    current_pos: u64,
+    current_len: usize,
+    full: VecDeque<(u64, DmaBuffer)>,
+    written: u64,
+}
+
+impl SegmentWriter {
+    /// A writer appending at logical position `end` of `file`. The partial
+    /// block before `end`, if any, is read back so it can be rewritten.
+    pub async fn open(file: Rc<DmaFile>, path: PathBuf, end: u64, chunk_bytes: usize) -> Result<Self> {
+        assert!(chunk_bytes as u64 % BLOCK_BYTES == 0 && chunk_bytes > 0);
+        let current_pos = align_down(end);
+        let current_len = (end - current_pos) as usize;
+        let mut current = file.alloc_dma_buffer(chunk_bytes);
+        if current_len > 0 {
+            let block = file
+                .read_at_aligned(current_pos, BLOCK_BYTES as usize)
+                .await
+                .map_err(|e| StorageError::io("reading tail block of", &path, e))?;
+            if block.len() < current_len {
+                return Err(StorageError::io(
+                    "reading tail block of",
+                    &path,
+                    std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "segment shorter than its recovered end",
+                    ),
+                ));
+            }
+            current.as_bytes_mut()[..current_len].copy_from_slice(&block[..current_len]);
+        }
+        Ok(SegmentWriter {
+            file,
+            path,
+            chunk_bytes,
+            current,
+            current_pos,
+            current_len,
+            full: VecDeque::new(),
+            written: end,
+        })
+    }
+
+    /// Logical end: bytes appended so far, staged or written.
+    pub fn end(&self) -> u64 {
+        self.current_pos + self.current_len as u64
+    }
+
+    /// Bytes known to be written to the file.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Full chunks waiting for a flush.
+    pub fn full_chunks(&self) -> usize {
+        self.full.len()
+    }
+
+    /// Copies `data` into staging. Never does I/O.
+    pub fn append(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let room = self.chunk_bytes - self.current_len;
+            let n = room.min(data.len());
+            self.current.as_bytes_mut()[self.current_len..self.current_len + n].copy_from_slice(&data[..n]);
+            self.current_len += n;
+            data = &data[n..];
+            if self.current_len == self.chunk_bytes {
+                let next = self.file.alloc_dma_buffer(self.chunk_bytes);
+                let full = std::mem::replace(&mut self.current, next);
+                self.full.push_back((self.current_pos, full));
+                self.current_pos += self.chunk_bytes as u64;
+                self.current_len = 0;
+            }
+        }
+    }
+
+    /// Takes the staged full chunks, and with `include_partial` the partly
+    /// filled current one, as a set of writes. The partial tail block is
+    /// copied into a fresh chunk so appends can go on while they run.
+    pub fn take_flush(&mut self, include_partial: bool) -> PendingFlush {
+        let mut writes: Vec<(u64, DmaBuffer)> = self.full.drain(..).collect();
+        let end = if include_partial { self.end() } else { self.current_pos };
+        if include_partial && self.current_len > 0 && end > self.written {
+            let padded = align_up(self.current_len as u64) as usize;
+            let tail_start = align_down(self.current_len as u64) as usize;
+            let tail_len = self.current_len - tail_start;
+            let mut next = self.file.alloc_dma_buffer(self.chunk_bytes);
+            next.as_bytes_mut()[..tail_len].copy_from_slice(&self.current.as_bytes()[tail_start..self.current_len]);
+            let mut out = std::mem::replace(&mut self.current, next);
+            out.as_bytes_mut()[self.current_len..padded].fill(0);
+            out.trim_to_size(padded);
+            writes.push((self.current_pos, out));
+            self.current_pos += tail_start as u64;
+            self.current_len = tail_len;
+        }
+        PendingFlush {
+            file: self.file.clone(),
+            path: self.path.clone(),
+            writes,
+            end,
+        }
+    }
+
+    /// Records that a flush taken at logical end `end` completed.
+    pub fn flushed(&mut self, end: u64) {
+        self.written = self.written.max(end);
+        debug_assert!(self.written <= self.end());
+    }
+}
