@@ -10,6 +10,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sluice::record::{records, validate, BatchBuilder, Compression};
 
+// The broker's allocator, so allocation costs match production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const RECORD_VALUE_BYTES: usize = 1024;
 const RECORDS_PER_BATCH: usize = 1024;
 const BATCH_BYTES_MAX: usize = 4 << 20;

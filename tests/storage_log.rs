@@ -587,3 +587,21 @@ fn config_limits_are_checked() {
     assert!(bad.validate().is_err());
     assert!(LogConfig::default().validate().is_ok());
 }
+
+#[test]
+fn relative_directory_paths_work() {
+    // Regression: glommio's directory handle refused relative paths, so a
+    // log opened as "data/..." failed at its first directory fsync.
+    run(|| async {
+        let base = tempfile::tempdir_in(".").expect("tempdir in cwd");
+        let name = base.path().file_name().expect("name").to_owned();
+        let rel = std::path::PathBuf::from(name).join("p0");
+        let log = Log::open(&rel, small_config()).await.expect("open relative");
+        log.append(make_batch(1, 2, 0, Compression::None), 0)
+            .await
+            .expect("append");
+        log.close().await.expect("close");
+        let log = Log::open(&rel, small_config()).await.expect("reopen relative");
+        assert_eq!(log.next_offset(), 2);
+    });
+}

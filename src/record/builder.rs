@@ -221,6 +221,22 @@ impl BatchBuilder {
         };
         out.resize(BATCH_HEADER_BYTES, 0);
         self.compression.compress(raw, &mut out)?;
+        self.seal(out)
+    }
+
+    /// Like `build`, consuming the builder: an uncompressed batch is sealed
+    /// in the builder's own buffer, without copying the records.
+    pub fn finish(mut self) -> Result<BytesMut, RecordError> {
+        if self.compression != Compression::None {
+            return self.build();
+        }
+        let out = std::mem::take(&mut self.buf);
+        self.seal(out)
+    }
+
+    /// Writes the header into `out[..61]` (records already follow it) and
+    /// the CRC over the whole batch.
+    fn seal(&self, mut out: Vec<u8>) -> Result<BytesMut, RecordError> {
         if out.len() > BATCH_BYTES_MAX {
             return Err(RecordError::TooLarge {
                 size: out.len(),
@@ -299,6 +315,17 @@ mod tests {
         expected[17..21].copy_from_slice(&crc.to_be_bytes());
         assert_eq!(&built[..], &expected[..]);
         assert_eq!(b.estimated_bytes(), expected.len());
+    }
+
+    #[test]
+    fn finish_equals_build() {
+        for compression in Compression::all() {
+            let mut b = BatchBuilder::new(compression).producer(1, 2, 3);
+            b.push(TS, Some(b"key"), Some(&[9; 3000]), &[("h", Some(b"v"))]);
+            b.push(TS + 1, None, None, &[]);
+            let built = b.build().unwrap();
+            assert_eq!(b.finish().unwrap(), built, "{compression}");
+        }
     }
 
     #[test]

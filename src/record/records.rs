@@ -77,6 +77,9 @@ pub fn records(batch: &Bytes, max_decompressed_bytes: usize) -> Result<RecordIte
     }
     let body = batch.slice(BATCH_HEADER_BYTES..total);
     let data = match header.compression() {
+        // Compaction can leave a compressed batch with no records and no
+        // payload at all (Kafka keeps such headers for producer state).
+        _ if body.is_empty() => body,
         Compression::None => body,
         codec => Bytes::from(codec.decompress(&body, max_decompressed_bytes)?),
     };
@@ -395,6 +398,18 @@ mod tests {
         for (what, count, body) in cases {
             let err = first_error(&raw_batch(*count, body));
             assert!(matches!(err, RecordError::Corrupt(_)), "{what}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn empty_compressed_batch_has_no_records() {
+        for codec in Compression::all() {
+            let mut batch = raw_batch(0, &[]).to_vec();
+            batch[22] = codec.id();
+            seal_crc(&mut batch);
+            let batch = Bytes::from(batch);
+            assert_eq!(validate(&batch, 1 << 20).unwrap().compression(), codec);
+            assert_eq!(records(&batch, 1 << 20).unwrap().count(), 0, "{codec}");
         }
     }
 

@@ -138,6 +138,8 @@ impl Log {
         config.validate()?;
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::io("creating log directory", &dir, e))?;
+        // Absolute, because glommio's directory handles reject relative paths.
+        let dir = std::fs::canonicalize(&dir).map_err(|e| StorageError::io("resolving log directory", &dir, e))?;
         super::probe::ensure_probed(&dir).await?;
         let bases = list_segments(&dir)?;
         let mut segments: BTreeMap<i64, Segment> = BTreeMap::new();
