@@ -107,7 +107,7 @@ fn main() {
             let secs = start.elapsed().as_secs_f64();
             let bytes = per_producer * args.producers as u64 * template.len() as u64;
             let syncs = log.sync_count();
-            drop(log);
+            log.close().await.map_err(|e| e.to_string())?;
             let _ = std::fs::remove_dir_all(&args.dir);
             Ok::<_, String>(format!(
                 "{{\"batch_bytes\":{},\"durable\":{},\"producers\":{},\"bytes\":{bytes},\"seconds\":{secs:.3},\"mb_per_s\":{:.1},\"fdatasyncs\":{syncs}}}",

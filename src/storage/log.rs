@@ -692,8 +692,11 @@ impl Log {
                 .collect()
         };
         for base in &doomed {
-            self.inner.state.borrow_mut().segments.remove(base);
+            let seg = self.inner.state.borrow_mut().segments.remove(base);
             remove_segment_files(&dir, *base).await?;
+            if let Some(seg) = seg {
+                close_file(seg.file).await;
+            }
         }
         if self.inner.state.borrow().segments.is_empty() {
             let start = offset.max(0);
@@ -772,8 +775,11 @@ impl Log {
                 }
             };
             let Some((base, size)) = victim else { break };
-            self.inner.state.borrow_mut().segments.remove(&base);
+            let seg = self.inner.state.borrow_mut().segments.remove(&base);
             remove_segment_files(&dir, base).await?;
+            if let Some(seg) = seg {
+                close_file(seg.file).await;
+            }
             outcome.segments_deleted += 1;
             outcome.bytes_deleted += size;
         }
@@ -798,7 +804,29 @@ impl Log {
         self.sync().await?;
         self.write_active_index().await?;
         self.inner.state.borrow_mut().failed = Some("closed".into());
+        drop(_order);
+        // Close the files now if this is the last handle: a dropped glommio
+        // file is closed only on a later reactor cycle, which never comes if
+        // the executor is about to end, and a deleted segment's space is
+        // only freed once its file is closed.
+        if let Ok(inner) = Rc::try_unwrap(self.inner) {
+            let State { segments, writer, .. } = inner.state.into_inner();
+            drop(writer);
+            for seg in segments.into_values() {
+                close_file(seg.file).await;
+            }
+        }
         Ok(())
+    }
+}
+
+/// Closes a segment file now if nobody else (a reader) still holds it;
+/// otherwise the last holder's drop closes it.
+async fn close_file(file: Rc<DmaFile>) {
+    if let Ok(file) = Rc::try_unwrap(file) {
+        if let Err(e) = file.close().await {
+            tracing::warn!(error = %e, "closing segment file failed");
+        }
     }
 }
 
