@@ -2,6 +2,7 @@
 //!
 //! Module map (see DESIGN.md): `record` owns the Kafka v2 RecordBatch format,
 //! `storage` owns the on-disk partition log.
+pub mod api;
 pub mod record;
 pub mod storage;
 pub mod watermark;
