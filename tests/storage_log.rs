@@ -605,3 +605,24 @@ fn relative_directory_paths_work() {
         assert_eq!(log.next_offset(), 2);
     });
 }
+
+#[test]
+fn old_client_timestamps_do_not_roll_a_segment_per_batch() {
+    // Regression: rolling by the first batch's timestamp alone made every
+    // batch stamped more than segment_age_ms_max ago start a new segment.
+    run(|| async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = LogConfig {
+            segment_bytes_max: 1 << 20,
+            segment_age_ms_max: 60_000,
+            ..small_config()
+        };
+        let log = Log::open(dir.path(), cfg).await.expect("open");
+        for i in 0..20 {
+            log.append(make_batch(i, 2, -30 * 24 * 3600 * 1000, Compression::None), 0)
+                .await
+                .expect("append");
+        }
+        assert_eq!(log.segment_count(), 1);
+    });
+}

@@ -370,7 +370,11 @@ impl Log {
         }
         let cfg = &self.inner.config;
         let too_big = seg.size + header.total_bytes() as u64 > cfg.segment_bytes_max;
-        let too_old = now_ms().saturating_sub(seg.first_timestamp) > cfg.segment_age_ms_max as i64;
+        // Age counts from when we created the segment, not from client
+        // timestamps alone: a producer stamping old times would otherwise
+        // roll a new segment for every batch.
+        let born = seg.created_ms.unwrap_or(seg.first_timestamp);
+        let too_old = now_ms().saturating_sub(born) > cfg.segment_age_ms_max as i64;
         let offsets_full =
             seg.next_offset + i64::from(header.last_offset_delta) + 1 - seg.base_offset > i64::from(u32::MAX);
         too_big || too_old || offsets_full
@@ -930,7 +934,9 @@ async fn create_segment(dir: &Path, base: i64, cfg: &LogConfig) -> Result<Segmen
             return Err(e);
         }
     }
-    Ok(Segment::new(base, Rc::new(file), path, cfg.index_interval_bytes))
+    let mut seg = Segment::new(base, Rc::new(file), path, cfg.index_interval_bytes);
+    seg.created_ms = Some(now_ms());
+    Ok(seg)
 }
 
 async fn preallocate(file: &DmaFile, path: &Path, bytes: u64) -> Result<()> {

@@ -38,7 +38,8 @@ pub struct LogConfig {
     /// A segment rolls before it would grow past this (at most 4 GiB - 1,
     /// since index positions are 32 bits).
     pub segment_bytes_max: u64,
-    /// A segment rolls once its first batch is older than this.
+    /// A segment rolls once it is older than this: since it was created, or
+    /// for a segment found on disk at open, since its first batch.
     pub segment_age_ms_max: u64,
     /// Sealed segments whose newest record is older than this are deleted.
     pub retention_ms: Option<u64>,

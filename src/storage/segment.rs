@@ -140,6 +140,10 @@ pub struct Segment {
     pub next_offset: i64,
     /// Max timestamp of the first batch, -1 while empty (roll by age).
     pub first_timestamp: i64,
+    /// Wall-clock ms when this process created the segment; `None` for a
+    /// segment found on disk at open (then its first batch's timestamp is
+    /// the best we know).
+    pub created_ms: Option<i64>,
     /// Largest timestamp in the segment, -1 while empty (time retention).
     pub max_timestamp: i64,
     pub offset_index: OffsetIndex,
@@ -157,6 +161,7 @@ impl Segment {
             size: 0,
             next_offset: base_offset,
             first_timestamp: -1,
+            created_ms: None,
             max_timestamp: -1,
             offset_index: OffsetIndex::default(),
             time_index: TimeIndex::default(),

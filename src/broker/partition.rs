@@ -1,0 +1,211 @@
+//! One partition on its owner shard: the log, the high watermark, and the
+//! produce / fetch / list-offsets operations on it.
+//!
+//! On a single node the high watermark is the durable offset when the
+//! topic's flush policy is every-append (so a consumer never sees a record a
+//! crash could take away), and the log end otherwise.
+//!
+//! Runs only on the shard that owns the partition (`!Send`).
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::api::{
+    ErrorCode, FetchPartitionResponse, FlushConfig, ListOffsetsPartitionResponse, OffsetSpec, ProducePartitionResponse,
+    TopicConfig,
+};
+use crate::record::{self, RecordError};
+use crate::storage::{FlushPolicy, Log, LogConfig, StorageError};
+use crate::watermark::Watermark;
+
+/// The log configuration for a topic with `config` over broker defaults.
+pub fn log_config(config: &TopicConfig, defaults: &TopicConfig, cache_bytes_max: usize) -> LogConfig {
+    let base = LogConfig::default();
+    let pick = |a: Option<i64>, b: Option<i64>| a.or(b).filter(|v| *v >= 0).map(|v| v as u64);
+    let flush = match config.flush.or(defaults.flush) {
+        Some(FlushConfig::EveryAppend) | None => FlushPolicy::EveryAppend,
+        Some(FlushConfig::IntervalMs(ms)) => FlushPolicy::Interval(Duration::from_millis(ms.max(1))),
+        Some(FlushConfig::Bytes(n)) => FlushPolicy::Bytes(n.max(1)),
+    };
+    let max_message = config
+        .max_message_bytes
+        .or(defaults.max_message_bytes)
+        .map_or(base.batch_bytes_max, |v| v as usize);
+    let segment = config
+        .segment_bytes
+        .or(defaults.segment_bytes)
+        .unwrap_or(base.segment_bytes_max);
+    LogConfig {
+        segment_bytes_max: segment.clamp(1 << 20, u64::from(u32::MAX)),
+        retention_ms: pick(config.retention_ms, defaults.retention_ms),
+        retention_bytes: pick(config.retention_bytes, defaults.retention_bytes),
+        flush,
+        batch_bytes_max: max_message.clamp(crate::record::BATCH_HEADER_BYTES, segment as usize),
+        cache_bytes_max,
+        ..base
+    }
+}
+
+/// Maps a storage error to the code a client sees.
+pub fn error_code(e: &StorageError) -> ErrorCode {
+    match e {
+        StorageError::InvalidBatch(RecordError::TooLarge { .. }) | StorageError::BatchTooLarge { .. } => {
+            ErrorCode::MessageTooLarge
+        }
+        StorageError::InvalidBatch(_) => ErrorCode::CorruptMessage,
+        StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        StorageError::Config(_) => ErrorCode::InvalidConfig,
+        StorageError::Io { .. } | StorageError::Failed { .. } => ErrorCode::StorageError,
+    }
+}
+
+/// A partition owned by this shard.
+pub struct Partition {
+    pub topic: String,
+    pub index: u32,
+    log: Log,
+    hw_is_durable: bool,
+}
+
+impl Partition {
+    pub fn new(topic: String, index: u32, log: Log) -> Partition {
+        let hw_is_durable = log.config().flush == FlushPolicy::EveryAppend;
+        Partition {
+            topic,
+            index,
+            log,
+            hw_is_durable,
+        }
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// Offsets below this are visible to consumers.
+    pub fn high_watermark(&self) -> i64 {
+        self.hw_mark().get()
+    }
+
+    fn hw_mark(&self) -> &Watermark {
+        if self.hw_is_durable {
+            self.log.durable_watermark()
+        } else {
+            self.log.end_watermark()
+        }
+    }
+
+    /// Validates every batch in `records` first (nothing is appended if any
+    /// is bad), then appends them in order. Durability follows the topic's
+    /// flush policy: under every-append, `append` returns once the batch is
+    /// fdatasynced (group-committed), whatever the acks. On a single node
+    /// acks=1 and acks=all therefore wait for the same thing; they differ
+    /// once partitions have replicas.
+    pub async fn produce(&self, records: &Bytes) -> ProducePartitionResponse {
+        let fail = |error| ProducePartitionResponse {
+            partition: self.index,
+            error,
+            base_offset: -1,
+            log_start_offset: self.log.log_start_offset(),
+        };
+        let max = self.log.config().batch_bytes_max;
+        let mut spans = Vec::new();
+        let mut at = 0usize;
+        while at < records.len() {
+            let size = match record::batch_size(&records[at..], max) {
+                Ok(Some(size)) if at + size <= records.len() => size,
+                Ok(_) => return fail(ErrorCode::CorruptMessage),
+                // Too large only if it is really all there; a length that
+                // runs past the request is corruption.
+                Err(RecordError::TooLarge { size, .. }) if at + size <= records.len() => {
+                    return fail(ErrorCode::MessageTooLarge)
+                }
+                Err(_) => return fail(ErrorCode::CorruptMessage),
+            };
+            if let Err(e) = record::validate(&records[at..at + size], max) {
+                return fail(error_code(&StorageError::InvalidBatch(e)));
+            }
+            spans.push(at..at + size);
+            at += size;
+        }
+        if spans.is_empty() {
+            return fail(ErrorCode::CorruptMessage);
+        }
+        let mut base_offset = -1;
+        for span in spans {
+            // One copy: the stored batch is stamped in place, and the
+            // receive buffer is shared with the other partitions' data.
+            match self.log.append(BytesMut::from(&records[span]), 0).await {
+                Ok(info) => {
+                    if base_offset < 0 {
+                        base_offset = info.base_offset;
+                    }
+                }
+                Err(e) => return fail(error_code(&e)),
+            }
+        }
+        ProducePartitionResponse {
+            partition: self.index,
+            error: ErrorCode::None,
+            base_offset,
+            log_start_offset: self.log.log_start_offset(),
+        }
+    }
+
+    /// Waits until there is data at or after `offset` below the high
+    /// watermark, or until `deadline`.
+    pub async fn wait_for_data(&self, offset: i64, deadline: Instant) {
+        let now = Instant::now();
+        if deadline <= now || self.high_watermark() > offset {
+            return;
+        }
+        let _ = glommio::timer::timeout(deadline - now, async {
+            self.hw_mark().wait_for(offset + 1).await;
+            Ok(())
+        })
+        .await;
+    }
+
+    /// Whole batches from `offset`, below the high watermark.
+    pub async fn fetch(&self, offset: i64, max_bytes: usize) -> FetchPartitionResponse {
+        let hw = self.high_watermark();
+        let mut resp = FetchPartitionResponse {
+            partition: self.index,
+            error: ErrorCode::None,
+            high_watermark: hw,
+            log_start_offset: self.log.log_start_offset(),
+            records: Vec::new(),
+        };
+        if offset > hw && offset <= self.log.next_offset() {
+            // Beyond what is visible but not beyond the log: nothing yet.
+            return resp;
+        }
+        match self.log.read(offset, max_bytes.max(1), hw).await {
+            Ok(read) => resp.records = read.batches,
+            Err(e) => resp.error = error_code(&e),
+        }
+        resp
+    }
+
+    pub async fn list_offsets(&self, spec: OffsetSpec) -> ListOffsetsPartitionResponse {
+        let ok = |offset| ListOffsetsPartitionResponse {
+            partition: self.index,
+            error: ErrorCode::None,
+            offset,
+        };
+        match spec {
+            OffsetSpec::Earliest => ok(self.log.log_start_offset()),
+            OffsetSpec::Latest => ok(self.high_watermark()),
+            OffsetSpec::Timestamp(ts) => match self.log.offset_for_timestamp(ts).await {
+                Ok(Some(offset)) if offset < self.high_watermark() => ok(offset),
+                Ok(_) => ok(-1),
+                Err(e) => ListOffsetsPartitionResponse {
+                    partition: self.index,
+                    error: error_code(&e),
+                    offset: -1,
+                },
+            },
+        }
+    }
+}

@@ -1,0 +1,729 @@
+//! A shard: one pinned executor's share of the broker. It owns its
+//! partitions outright, answers requests that reach it on a connection, and
+//! reaches partitions of other shards only by messages over the cross-shard
+//! mesh. Shard 0 is also the node's controller: it alone changes topic
+//! metadata.
+//!
+//! Invariants: a `Partition` is touched only by the shard whose id the
+//! metadata names for it; state here is `!Send` and never borrowed across
+//! an `.await`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_channel::oneshot;
+use glommio::channels::channel_mesh::Senders;
+
+use super::metadata::{self, MetadataStore, TopicMeta};
+use super::partition::{log_config, Partition};
+use crate::api::*;
+use crate::config::ServeConfig;
+use crate::storage::Log;
+use crate::watermark::Watermark;
+
+type Reply<T> = oneshot::Sender<T>;
+
+/// A message from one shard to another. Everything in it is `Send`.
+pub enum ShardMsg {
+    Produce {
+        topic: String,
+        partition: u32,
+        records: Bytes,
+        reply: Reply<ProducePartitionResponse>,
+    },
+    Fetch {
+        topic: String,
+        partition: u32,
+        offset: i64,
+        max_bytes: usize,
+        reply: Reply<FetchPartitionResponse>,
+    },
+    WaitForData {
+        topic: String,
+        partition: u32,
+        offset: i64,
+        deadline: Instant,
+        reply: Reply<()>,
+    },
+    ListOffsets {
+        topic: String,
+        partition: u32,
+        spec: OffsetSpec,
+        reply: Reply<ListOffsetsPartitionResponse>,
+    },
+    State {
+        topic: String,
+        partition: u32,
+        reply: Reply<Option<(i64, i64)>>,
+    },
+    Open {
+        topic: Arc<TopicMeta>,
+        reply: Reply<Result<(), String>>,
+    },
+    Remove {
+        topic: String,
+        reply: Reply<()>,
+    },
+    CreateTopics {
+        topics: Vec<NewTopic>,
+        reply: Reply<Vec<TopicResult>>,
+    },
+    DeleteTopics {
+        names: Vec<String>,
+        reply: Reply<Vec<TopicResult>>,
+    },
+}
+
+/// One shard's state.
+pub struct Shard {
+    pub id: usize,
+    pub config: Arc<ServeConfig>,
+    pub meta: Arc<MetadataStore>,
+    partitions: RefCell<HashMap<(String, u32), Rc<Partition>>>,
+    mesh: Senders<ShardMsg>,
+    /// `peer_of_shard[s]` is shard s's id in the mesh.
+    peer_of_shard: Vec<usize>,
+    /// Requests being handled, so shutdown can let them finish.
+    pub inflight: Cell<usize>,
+    pub drained: Watermark,
+}
+
+fn unknown_produce(partition: u32) -> ProducePartitionResponse {
+    ProducePartitionResponse {
+        partition,
+        error: ErrorCode::UnknownTopicOrPartition,
+        base_offset: -1,
+        log_start_offset: -1,
+    }
+}
+
+fn unknown_fetch(partition: u32) -> FetchPartitionResponse {
+    FetchPartitionResponse {
+        partition,
+        error: ErrorCode::UnknownTopicOrPartition,
+        high_watermark: -1,
+        log_start_offset: -1,
+        records: Vec::new(),
+    }
+}
+
+impl Shard {
+    pub fn new(
+        id: usize,
+        config: Arc<ServeConfig>,
+        meta: Arc<MetadataStore>,
+        mesh: Senders<ShardMsg>,
+        peer_of_shard: Vec<usize>,
+    ) -> Rc<Shard> {
+        Rc::new(Shard {
+            id,
+            config,
+            meta,
+            partitions: RefCell::new(HashMap::new()),
+            mesh,
+            peer_of_shard,
+            inflight: Cell::new(0),
+            drained: Watermark::new(0),
+        })
+    }
+
+    fn partition(&self, topic: &str, partition: u32) -> Option<Rc<Partition>> {
+        self.partitions.borrow().get(&(topic.to_string(), partition)).cloned()
+    }
+
+    pub fn partition_count(&self) -> usize {
+        self.partitions.borrow().len()
+    }
+
+    /// Every partition this shard owns.
+    pub fn partitions(&self) -> Vec<Rc<Partition>> {
+        self.partitions.borrow().values().cloned().collect()
+    }
+
+    /// Sends `msg` to shard `to` and waits for the reply it carries.
+    async fn call<T>(&self, to: u32, make: impl FnOnce(Reply<T>) -> ShardMsg) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        let peer = *self.peer_of_shard.get(to as usize)?;
+        if self.mesh.send_to(peer, make(tx)).await.is_err() {
+            return None;
+        }
+        rx.await.ok()
+    }
+
+    /// Opens the logs of this shard's partitions of `topic`.
+    pub async fn open_topic(&self, topic: &TopicMeta) -> Result<(), String> {
+        for (p, &owner) in topic.shards.iter().enumerate() {
+            if owner as usize != self.id || self.partition(&topic.name, p as u32).is_some() {
+                continue;
+            }
+            let dir = self.config.data_dir.join(format!("{}-{p}", topic.name));
+            let cfg = log_config(
+                &topic.config,
+                &self.config.topic_defaults,
+                self.config.cache_bytes_max_per_partition,
+            );
+            let log = Log::open(&dir, cfg)
+                .await
+                .map_err(|e| format!("opening {}-{p}: {e}", topic.name))?;
+            let part = Rc::new(Partition::new(topic.name.clone(), p as u32, log));
+            self.partitions
+                .borrow_mut()
+                .insert((topic.name.clone(), p as u32), part);
+        }
+        Ok(())
+    }
+
+    /// Closes and deletes this shard's partitions of `topic`.
+    async fn remove_topic(&self, topic: &str) {
+        let doomed: Vec<Rc<Partition>> = {
+            let mut parts = self.partitions.borrow_mut();
+            let keys: Vec<_> = parts.keys().filter(|(t, _)| t == topic).cloned().collect();
+            keys.into_iter().filter_map(|k| parts.remove(&k)).collect()
+        };
+        for part in doomed {
+            let dir = part.log().dir().to_path_buf();
+            drop(part);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "removing a deleted partition's files failed");
+            }
+        }
+    }
+
+    /// Flushes and closes every log (clean shutdown).
+    pub async fn close_all(&self) {
+        let parts: Vec<Rc<Partition>> = self.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
+        for part in parts {
+            let log = part.log().clone();
+            drop(part);
+            if let Err(e) = log.close().await {
+                tracing::warn!(error = %e, "closing a partition log failed");
+            }
+        }
+    }
+
+    /// Handles a message from another shard.
+    pub async fn handle_msg(self: Rc<Self>, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Produce {
+                topic,
+                partition,
+                records,
+                reply,
+            } => {
+                let _ = reply.send(self.produce_local(&topic, partition, &records).await);
+            }
+            ShardMsg::Fetch {
+                topic,
+                partition,
+                offset,
+                max_bytes,
+                reply,
+            } => {
+                let _ = reply.send(self.fetch_local(&topic, partition, offset, max_bytes).await);
+            }
+            ShardMsg::WaitForData {
+                topic,
+                partition,
+                offset,
+                deadline,
+                reply,
+            } => {
+                if let Some(p) = self.partition(&topic, partition) {
+                    p.wait_for_data(offset, deadline).await;
+                }
+                let _ = reply.send(());
+            }
+            ShardMsg::ListOffsets {
+                topic,
+                partition,
+                spec,
+                reply,
+            } => {
+                let _ = reply.send(self.list_offsets_local(&topic, partition, spec).await);
+            }
+            ShardMsg::State {
+                topic,
+                partition,
+                reply,
+            } => {
+                let state = self
+                    .partition(&topic, partition)
+                    .map(|p| (p.log().log_start_offset(), p.high_watermark()));
+                let _ = reply.send(state);
+            }
+            ShardMsg::Open { topic, reply } => {
+                let _ = reply.send(self.open_topic(&topic).await);
+            }
+            ShardMsg::Remove { topic, reply } => {
+                self.remove_topic(&topic).await;
+                let _ = reply.send(());
+            }
+            ShardMsg::CreateTopics { topics, reply } => {
+                let _ = reply.send(self.create_topics(topics).await);
+            }
+            ShardMsg::DeleteTopics { names, reply } => {
+                let _ = reply.send(self.delete_topics(names).await);
+            }
+        }
+    }
+
+    /// Answers one client request.
+    pub async fn handle(self: &Rc<Self>, req: Request) -> Response {
+        match req {
+            Request::ApiVersions => Response::ApiVersions {
+                apis: crate::protocol::native::SUPPORTED.to_vec(),
+            },
+            Request::Metadata { topics } => self.metadata(topics).await,
+            Request::CreateTopics { topics } => {
+                let topics = if self.id == 0 {
+                    self.create_topics(topics).await
+                } else {
+                    self.call(0, |reply| ShardMsg::CreateTopics { topics, reply })
+                        .await
+                        .unwrap_or_default()
+                };
+                Response::CreateTopics { topics }
+            }
+            Request::DeleteTopics { names } => {
+                let topics = if self.id == 0 {
+                    self.delete_topics(names).await
+                } else {
+                    self.call(0, |reply| ShardMsg::DeleteTopics { names, reply })
+                        .await
+                        .unwrap_or_default()
+                };
+                Response::DeleteTopics { topics }
+            }
+            Request::Produce { topics, .. } => self.produce(topics).await,
+            Request::Fetch {
+                max_wait_ms,
+                min_bytes,
+                max_bytes,
+                topics,
+            } => {
+                self.fetch(
+                    topics,
+                    Duration::from_millis(u64::from(max_wait_ms)),
+                    min_bytes as usize,
+                    max_bytes as usize,
+                )
+                .await
+            }
+            Request::ListOffsets { topics } => self.list_offsets(topics).await,
+        }
+    }
+
+    async fn produce_local(&self, topic: &str, partition: u32, records: &Bytes) -> ProducePartitionResponse {
+        match self.partition(topic, partition) {
+            Some(p) => p.produce(records).await,
+            None => unknown_produce(partition),
+        }
+    }
+
+    async fn fetch_local(&self, topic: &str, partition: u32, offset: i64, max_bytes: usize) -> FetchPartitionResponse {
+        match self.partition(topic, partition) {
+            Some(p) => p.fetch(offset, max_bytes).await,
+            None => unknown_fetch(partition),
+        }
+    }
+
+    async fn list_offsets_local(&self, topic: &str, partition: u32, spec: OffsetSpec) -> ListOffsetsPartitionResponse {
+        match self.partition(topic, partition) {
+            Some(p) => p.list_offsets(spec).await,
+            None => ListOffsetsPartitionResponse {
+                partition,
+                error: ErrorCode::UnknownTopicOrPartition,
+                offset: -1,
+            },
+        }
+    }
+
+    fn owner(&self, topic: &str, partition: u32) -> Option<u32> {
+        self.meta.snapshot().owner(topic, partition)
+    }
+
+    async fn produce_one(self: Rc<Self>, topic: String, partition: u32, records: Bytes) -> ProducePartitionResponse {
+        match self.owner(&topic, partition) {
+            None => unknown_produce(partition),
+            Some(s) if s as usize == self.id => self.produce_local(&topic, partition, &records).await,
+            Some(s) => self
+                .call(s, |reply| ShardMsg::Produce {
+                    topic,
+                    partition,
+                    records,
+                    reply,
+                })
+                .await
+                .unwrap_or_else(|| unknown_produce(partition)),
+        }
+    }
+
+    async fn produce(self: &Rc<Self>, topics: Vec<ProduceTopic>) -> Response {
+        let mut tasks = Vec::new();
+        for t in topics {
+            let parts = t
+                .partitions
+                .into_iter()
+                .map(|p| glommio::spawn_local(self.clone().produce_one(t.name.clone(), p.partition, p.records)))
+                .collect::<Vec<_>>();
+            tasks.push((t.name, parts));
+        }
+        let mut out = Vec::with_capacity(tasks.len());
+        for (name, parts) in tasks {
+            let mut partitions = Vec::with_capacity(parts.len());
+            for task in parts {
+                partitions.push(task.await);
+            }
+            out.push(ProduceTopicResponse { name, partitions });
+        }
+        Response::Produce { topics: out }
+    }
+
+    async fn fetch_one(
+        self: Rc<Self>,
+        topic: String,
+        partition: u32,
+        offset: i64,
+        max_bytes: usize,
+    ) -> FetchPartitionResponse {
+        match self.owner(&topic, partition) {
+            None => unknown_fetch(partition),
+            Some(s) if s as usize == self.id => self.fetch_local(&topic, partition, offset, max_bytes).await,
+            Some(s) => self
+                .call(s, |reply| ShardMsg::Fetch {
+                    topic,
+                    partition,
+                    offset,
+                    max_bytes,
+                    reply,
+                })
+                .await
+                .unwrap_or_else(|| unknown_fetch(partition)),
+        }
+    }
+
+    async fn wait_one(self: Rc<Self>, topic: String, partition: u32, offset: i64, deadline: Instant) {
+        match self.owner(&topic, partition) {
+            Some(s) if s as usize == self.id => {
+                if let Some(p) = self.partition(&topic, partition) {
+                    p.wait_for_data(offset, deadline).await;
+                }
+            }
+            Some(s) => {
+                let _ = self
+                    .call(s, |reply| ShardMsg::WaitForData {
+                        topic,
+                        partition,
+                        offset,
+                        deadline,
+                        reply,
+                    })
+                    .await;
+            }
+            None => {}
+        }
+    }
+
+    async fn fetch_round(self: &Rc<Self>, topics: &[FetchTopic]) -> Vec<FetchTopicResponse> {
+        let mut tasks = Vec::new();
+        for t in topics {
+            let parts = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let fut = self
+                        .clone()
+                        .fetch_one(t.name.clone(), p.partition, p.offset, p.max_bytes as usize);
+                    glommio::spawn_local(fut)
+                })
+                .collect::<Vec<_>>();
+            tasks.push((t.name.clone(), parts));
+        }
+        let mut out = Vec::with_capacity(tasks.len());
+        for (name, parts) in tasks {
+            let mut partitions = Vec::with_capacity(parts.len());
+            for task in parts {
+                partitions.push(task.await);
+            }
+            out.push(FetchTopicResponse { name, partitions });
+        }
+        out
+    }
+
+    /// Fetch with long poll: answer at once if `min_bytes` are there (or an
+    /// error is), else wait until any partition gets new data or `max_wait`
+    /// passes, then read again. The total is bounded by `max_bytes` (but
+    /// the first batch always goes, so a consumer can make progress).
+    async fn fetch(
+        self: &Rc<Self>,
+        topics: Vec<FetchTopic>,
+        max_wait: Duration,
+        min_bytes: usize,
+        max_bytes: usize,
+    ) -> Response {
+        let deadline = Instant::now() + max_wait;
+        let mut result = self.fetch_round(&topics).await;
+        let total: usize = result
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .map(FetchPartitionResponse::records_bytes)
+            .sum();
+        let any_error = result
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .any(|p| p.error != ErrorCode::None);
+        if total < min_bytes.max(1) && !any_error && !max_wait.is_zero() {
+            let woken = Rc::new(Watermark::new(0));
+            let mut waiters = Vec::new();
+            for t in &topics {
+                for p in &t.partitions {
+                    let (shard, woken) = (self.clone(), woken.clone());
+                    let (topic, partition, offset) = (t.name.clone(), p.partition, p.offset);
+                    waiters.push(glommio::spawn_local(async move {
+                        shard.wait_one(topic, partition, offset, deadline).await;
+                        woken.set(woken.get() + 1);
+                    }));
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let _ = glommio::timer::timeout(left, async {
+                woken.wait_for(1).await;
+                Ok(())
+            })
+            .await;
+            drop(waiters);
+            result = self.fetch_round(&topics).await;
+        }
+        let mut budget = max_bytes;
+        let mut first = true;
+        for p in result.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+            let mut kept = Vec::new();
+            for batch in p.records.drain(..) {
+                if first || batch.len() <= budget {
+                    budget = budget.saturating_sub(batch.len());
+                    kept.push(batch);
+                    first = false;
+                } else {
+                    budget = 0;
+                }
+            }
+            p.records = kept;
+        }
+        Response::Fetch { topics: result }
+    }
+
+    async fn list_offsets(self: &Rc<Self>, topics: Vec<ListOffsetsTopic>) -> Response {
+        let mut out = Vec::new();
+        for t in topics {
+            let mut partitions = Vec::new();
+            for p in t.partitions {
+                let (topic, partition, spec) = (t.name.clone(), p.partition, p.spec);
+                let resp = match self.owner(&topic, partition) {
+                    Some(s) if s as usize == self.id => self.list_offsets_local(&topic, partition, spec).await,
+                    Some(s) => self
+                        .call(s, |reply| ShardMsg::ListOffsets {
+                            topic,
+                            partition,
+                            spec,
+                            reply,
+                        })
+                        .await
+                        .unwrap_or(ListOffsetsPartitionResponse {
+                            partition,
+                            error: ErrorCode::Unknown,
+                            offset: -1,
+                        }),
+                    None => ListOffsetsPartitionResponse {
+                        partition,
+                        error: ErrorCode::UnknownTopicOrPartition,
+                        offset: -1,
+                    },
+                };
+                partitions.push(resp);
+            }
+            out.push(ListOffsetsTopicResponse {
+                name: t.name,
+                partitions,
+            });
+        }
+        Response::ListOffsets { topics: out }
+    }
+
+    async fn state_of(self: &Rc<Self>, topic: &str, partition: u32, owner: u32) -> Option<(i64, i64)> {
+        if owner as usize == self.id {
+            return self
+                .partition(topic, partition)
+                .map(|p| (p.log().log_start_offset(), p.high_watermark()));
+        }
+        let topic = topic.to_string();
+        self.call(owner, |reply| ShardMsg::State {
+            topic,
+            partition,
+            reply,
+        })
+        .await
+        .flatten()
+    }
+
+    async fn metadata(self: &Rc<Self>, wanted: Option<Vec<String>>) -> Response {
+        let snap = self.meta.snapshot();
+        let host = self.config.native_addr.ip().to_string();
+        let brokers = vec![BrokerInfo {
+            node_id: self.config.node_id,
+            host,
+            port: self.config.native_addr.port(),
+        }];
+        let names: Vec<String> = wanted.unwrap_or_else(|| snap.topics.keys().cloned().collect());
+        let mut topics = Vec::new();
+        for name in names {
+            let Some(t) = snap.topic(&name) else {
+                topics.push(TopicInfo {
+                    name,
+                    error: ErrorCode::UnknownTopicOrPartition,
+                    partitions: Vec::new(),
+                    config: TopicConfig::default(),
+                });
+                continue;
+            };
+            let mut partitions = Vec::with_capacity(t.shards.len());
+            for (p, &shard) in t.shards.iter().enumerate() {
+                let state = self.state_of(&t.name, p as u32, shard).await;
+                let (log_start_offset, high_watermark) = state.unwrap_or((-1, -1));
+                partitions.push(PartitionInfo {
+                    partition: p as u32,
+                    error: if state.is_some() {
+                        ErrorCode::None
+                    } else {
+                        ErrorCode::UnknownTopicOrPartition
+                    },
+                    leader: self.config.node_id,
+                    shard,
+                    shard_port: self.config.shard_port(shard as usize),
+                    log_start_offset,
+                    high_watermark,
+                });
+            }
+            topics.push(TopicInfo {
+                name: t.name.clone(),
+                error: ErrorCode::None,
+                partitions,
+                config: t.config.clone(),
+            });
+        }
+        Response::Metadata { brokers, topics }
+    }
+
+    /// Controller (shard 0): validates, places, persists, then has every
+    /// shard open its new partitions.
+    async fn create_topics(self: &Rc<Self>, topics: Vec<NewTopic>) -> Vec<TopicResult> {
+        debug_assert_eq!(self.id, 0, "only the controller changes metadata");
+        let mut results = Vec::new();
+        for nt in topics {
+            let fail = |error, message: String| TopicResult {
+                name: nt.name.clone(),
+                error,
+                message,
+            };
+            if let Err(m) = metadata::validate_topic_name(&nt.name) {
+                results.push(fail(ErrorCode::InvalidTopic, m));
+                continue;
+            }
+            if nt.partitions == 0 || nt.partitions > metadata::PARTITIONS_MAX {
+                results.push(fail(
+                    ErrorCode::InvalidPartitions,
+                    format!("partitions must be 1..={}", metadata::PARTITIONS_MAX),
+                ));
+                continue;
+            }
+            let snap = self.meta.snapshot();
+            if snap.topic(&nt.name).is_some() {
+                results.push(fail(
+                    ErrorCode::TopicAlreadyExists,
+                    format!("topic {} already exists", nt.name),
+                ));
+                continue;
+            }
+            let shards = snap.place(nt.partitions, self.config.shards);
+            let topic = TopicMeta {
+                name: nt.name.clone(),
+                shards,
+                config: nt.config.clone(),
+            };
+            let mut next = (*snap).clone();
+            next.topics.insert(nt.name.clone(), topic.clone());
+            if let Err(m) = self.meta.update(next) {
+                results.push(fail(ErrorCode::StorageError, m));
+                continue;
+            }
+            let topic = Arc::new(topic);
+            let mut error = None;
+            for shard in 0..self.config.shards as u32 {
+                let opened = if shard as usize == self.id {
+                    self.open_topic(&topic).await
+                } else {
+                    let t = topic.clone();
+                    self.call(shard, |reply| ShardMsg::Open { topic: t, reply })
+                        .await
+                        .unwrap_or(Err(format!("shard {shard} did not answer")))
+                };
+                if let Err(m) = opened {
+                    error = Some(m);
+                }
+            }
+            results.push(match error {
+                None => TopicResult {
+                    name: nt.name.clone(),
+                    error: ErrorCode::None,
+                    message: String::new(),
+                },
+                Some(m) => fail(ErrorCode::StorageError, m),
+            });
+        }
+        results
+    }
+
+    /// Controller (shard 0): forgets the topics, then has every shard
+    /// delete its partitions of them.
+    async fn delete_topics(self: &Rc<Self>, names: Vec<String>) -> Vec<TopicResult> {
+        let mut results = Vec::new();
+        for name in names {
+            let snap = self.meta.snapshot();
+            if snap.topic(&name).is_none() {
+                results.push(TopicResult {
+                    message: format!("no topic {name}"),
+                    name,
+                    error: ErrorCode::UnknownTopicOrPartition,
+                });
+                continue;
+            }
+            let mut next = (*snap).clone();
+            next.topics.remove(&name);
+            if let Err(m) = self.meta.update(next) {
+                results.push(TopicResult {
+                    name,
+                    error: ErrorCode::StorageError,
+                    message: m,
+                });
+                continue;
+            }
+            for shard in 0..self.config.shards as u32 {
+                if shard as usize == self.id {
+                    self.remove_topic(&name).await;
+                } else {
+                    let topic = name.clone();
+                    let _ = self.call(shard, |reply| ShardMsg::Remove { topic, reply }).await;
+                }
+            }
+            results.push(TopicResult {
+                name,
+                error: ErrorCode::None,
+                message: String::new(),
+            });
+        }
+        results
+    }
+}

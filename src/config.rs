@@ -1,0 +1,242 @@
+//! One typed configuration for `sluice serve`: defaults, then an optional
+//! TOML file (`--config`), then command-line flags, each overriding the one
+//! before. Every limit has a named maximum with its unit in the name.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::api::{FlushConfig, TopicConfig};
+
+/// Flags of `sluice serve`. Every flag is optional; unset means "from the
+/// config file, else the default".
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML file with the same keys as the flags (snake_case).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where topic metadata and partition logs live.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Native protocol listener shared by all shards (SO_REUSEPORT).
+    #[arg(long)]
+    pub native_addr: Option<SocketAddr>,
+    /// Prometheus metrics endpoint.
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Number of shards (one pinned executor per core). Default: available cores.
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Shard i also listens on this port + i (default: native port + 1).
+    #[arg(long)]
+    pub shard_port_base: Option<u16>,
+}
+
+/// The TOML file: the same keys as the flags plus the broker's limits.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    native_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
+    shards: Option<usize>,
+    shard_port_base: Option<u16>,
+    frame_bytes_max: Option<usize>,
+    connections_max: Option<usize>,
+    inflight_bytes_max_per_connection: Option<usize>,
+    io_memory_bytes_max: Option<usize>,
+    cache_bytes_max_per_partition: Option<usize>,
+    segment_bytes: Option<u64>,
+    retention_ms: Option<i64>,
+    retention_bytes: Option<i64>,
+    max_message_bytes: Option<u32>,
+    flush: Option<String>,
+}
+
+/// The broker's resolved configuration.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub native_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub shards: usize,
+    pub shard_port_base: u16,
+    pub node_id: i32,
+    /// Largest frame a client may send; bigger ones close the connection.
+    pub frame_bytes_max: usize,
+    /// Open connections per node, split evenly over the shards.
+    pub connections_max: usize,
+    /// Request bytes one connection may have in flight before reads pause.
+    pub inflight_bytes_max_per_connection: usize,
+    /// Upper bound of glommio's registered io memory per shard; lowered to
+    /// fit RLIMIT_MEMLOCK.
+    pub io_memory_bytes_max: usize,
+    pub cache_bytes_max_per_partition: usize,
+    /// Depth of each cross-shard channel.
+    pub mesh_channel_depth: usize,
+    /// Topic defaults; a topic's own config overrides them.
+    pub topic_defaults: TopicConfig,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            data_dir: PathBuf::from("./data"),
+            native_addr: SocketAddr::from(([127, 0, 0, 1], 9192)),
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9644)),
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            shard_port_base: 9193,
+            node_id: 0,
+            frame_bytes_max: 64 << 20,
+            connections_max: 10_000,
+            inflight_bytes_max_per_connection: 64 << 20,
+            io_memory_bytes_max: 16 << 20,
+            cache_bytes_max_per_partition: 16 << 20,
+            mesh_channel_depth: 1024,
+            topic_defaults: TopicConfig {
+                retention_ms: Some(7 * 24 * 3600 * 1000),
+                retention_bytes: None,
+                segment_bytes: Some(1 << 30),
+                max_message_bytes: Some(1 << 20),
+                flush: Some(FlushConfig::EveryAppend),
+            },
+        }
+    }
+}
+
+/// `every-append`, `interval:MS` or `bytes:N`.
+pub fn parse_flush(s: &str) -> Result<FlushConfig, String> {
+    let num = |v: &str| v.parse::<u64>().map_err(|e| format!("flush {s:?}: {e}"));
+    match s.split_once(':') {
+        None if s == "every-append" => Ok(FlushConfig::EveryAppend),
+        Some(("interval", ms)) => Ok(FlushConfig::IntervalMs(num(ms)?.max(1))),
+        Some(("bytes", n)) => Ok(FlushConfig::Bytes(num(n)?.max(1))),
+        _ => Err(format!("flush must be every-append, interval:MS or bytes:N, not {s:?}")),
+    }
+}
+
+impl ServeConfig {
+    /// Defaults, then the file named by `--config`, then the flags.
+    pub fn load(args: &ServeArgs) -> Result<ServeConfig, String> {
+        let mut cfg = ServeConfig::default();
+        let mut shard_base_set = false;
+        if let Some(path) = &args.config {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+            let file: FileConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            macro_rules! take {
+                ($field:ident) => {
+                    if let Some(v) = file.$field {
+                        cfg.$field = v;
+                    }
+                };
+            }
+            take!(data_dir);
+            take!(native_addr);
+            take!(metrics_addr);
+            take!(shards);
+            take!(frame_bytes_max);
+            take!(connections_max);
+            take!(inflight_bytes_max_per_connection);
+            take!(io_memory_bytes_max);
+            take!(cache_bytes_max_per_partition);
+            if let Some(v) = file.shard_port_base {
+                cfg.shard_port_base = v;
+                shard_base_set = true;
+            }
+            let d = &mut cfg.topic_defaults;
+            d.segment_bytes = file.segment_bytes.or(d.segment_bytes);
+            d.retention_ms = file.retention_ms.or(d.retention_ms);
+            d.retention_bytes = file.retention_bytes.or(d.retention_bytes);
+            d.max_message_bytes = file.max_message_bytes.or(d.max_message_bytes);
+            if let Some(f) = &file.flush {
+                d.flush = Some(parse_flush(f)?);
+            }
+        }
+        if let Some(v) = &args.data_dir {
+            cfg.data_dir = v.clone();
+        }
+        if let Some(v) = args.native_addr {
+            cfg.native_addr = v;
+        }
+        if let Some(v) = args.metrics_addr {
+            cfg.metrics_addr = v;
+        }
+        if let Some(v) = args.shards {
+            cfg.shards = v;
+        }
+        if let Some(v) = args.shard_port_base {
+            cfg.shard_port_base = v;
+            shard_base_set = true;
+        }
+        if !shard_base_set {
+            cfg.shard_port_base = cfg.native_addr.port().saturating_add(1);
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.shards == 0 || self.shards > 256 {
+            return Err(format!("shards must be 1..=256, not {}", self.shards));
+        }
+        if u32::from(self.shard_port_base) + self.shards as u32 > 65_536 {
+            return Err("shard ports run past 65535".into());
+        }
+        if self.frame_bytes_max < 1024 {
+            return Err("frame_bytes_max must be at least 1024".into());
+        }
+        Ok(())
+    }
+
+    /// The port shard `shard` listens on, besides the shared native port.
+    pub fn shard_port(&self, shard: usize) -> u16 {
+        self.shard_port_base + shard as u16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_override_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("sluice.toml");
+        std::fs::write(
+            &file,
+            "shards = 3\nnative_addr = \"127.0.0.1:7000\"\nflush = \"interval:50\"\n",
+        )
+        .expect("write");
+        let args = ServeArgs {
+            config: Some(file),
+            shards: Some(2),
+            ..Default::default()
+        };
+        let cfg = ServeConfig::load(&args).expect("loads");
+        assert_eq!(cfg.shards, 2);
+        assert_eq!(cfg.native_addr.port(), 7000);
+        assert_eq!(cfg.shard_port(1), 7002);
+        assert_eq!(cfg.topic_defaults.flush, Some(FlushConfig::IntervalMs(50)));
+    }
+
+    #[test]
+    fn bad_values_are_clear_errors() {
+        assert!(parse_flush("sometimes").is_err());
+        assert_eq!(parse_flush("bytes:10"), Ok(FlushConfig::Bytes(10)));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "no_such_key = 1\n").expect("write");
+        let err = ServeConfig::load(&ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        })
+        .expect_err("rejected");
+        assert!(err.contains("no_such_key"), "{err}");
+        assert!(ServeConfig::load(&ServeArgs {
+            shards: Some(0),
+            ..Default::default()
+        })
+        .is_err());
+    }
+}

@@ -1,0 +1,136 @@
+//! One client connection on the native protocol: read frames, decode,
+//! hand requests to the shard (many in flight at once), write responses in
+//! whatever order they finish, each tagged with its correlation id.
+//!
+//! Limits: a frame longer than `frame_bytes_max` closes the connection
+//! (after logging why); request bytes in flight are bounded per connection,
+//! so a client that sends faster than we answer is slowed by TCP, not
+//! buffered without bound. A frame that fails decoding gets an `Error`
+//! response when its correlation id can be read, otherwise the connection
+//! is closed. Nothing a client sends can touch stored data except a valid
+//! produce.
+
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel;
+use glommio::net::TcpStream;
+use glommio::sync::Semaphore;
+
+use crate::api::{Acks, ApiKey, Request, Response, ResponseHeader};
+use crate::broker::Shard;
+use crate::protocol::native;
+
+/// Responses queued for the writer before handlers wait.
+const RESPONSES_QUEUED_MAX: usize = 256;
+/// Chunks smaller than this are coalesced into one write.
+const COALESCE_BYTES_MAX: usize = 16 << 10;
+
+/// Serves `stream` until the peer closes it, breaks the protocol, or the
+/// shard shuts down.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+    let _ = stream.set_nodelay(true);
+    let (mut rd, wr) = futures_lite::io::split(stream);
+    let (tx, rx) = local_channel::new_bounded::<Vec<Bytes>>(RESPONSES_QUEUED_MAX);
+    let writer = glommio::spawn_local(write_loop(wr, rx));
+    let cfg = shard.config.clone();
+    let inflight = Rc::new(Semaphore::new(cfg.inflight_bytes_max_per_connection as u64));
+    let tx = Rc::new(tx);
+    loop {
+        let mut prefix = [0u8; native::FRAME_PREFIX_BYTES];
+        if rd.read_exact(&mut prefix).await.is_err() {
+            break; // closed (or reset) between frames: the normal end
+        }
+        let len = match native::frame_len(&prefix, cfg.frame_bytes_max) {
+            Ok(Some(len)) => len,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "closing connection: bad frame length");
+                break;
+            }
+        };
+        let units = (len as u64).clamp(1, cfg.inflight_bytes_max_per_connection as u64);
+        let Ok(permit) = inflight.clone().acquire_static_permit(units).await else {
+            break;
+        };
+        let mut buf = BytesMut::zeroed(len);
+        if let Err(e) = rd.read_exact(&mut buf).await {
+            tracing::debug!(%peer, error = %e, "client went away mid-frame");
+            break;
+        }
+        let frame = buf.freeze();
+        let (header, req) = match native::decode_request(frame.clone()) {
+            Ok(decoded) => decoded,
+            Err(e) => match native::peek_correlation_id(&frame) {
+                Some(correlation_id) => {
+                    tracing::debug!(%peer, error = %e, "answering an undecodable request with an error");
+                    let resp = Response::Error {
+                        error: e.code(),
+                        message: e.to_string(),
+                    };
+                    let chunks =
+                        native::encode_response(&ResponseHeader { correlation_id }, ApiKey::ApiVersions, &resp);
+                    if tx.send(chunks).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                None => {
+                    tracing::warn!(%peer, error = %e, "closing connection: unreadable frame");
+                    break;
+                }
+            },
+        };
+        let silent = matches!(req, Request::Produce { acks: Acks::None, .. });
+        let (shard, tx) = (shard.clone(), tx.clone());
+        shard.inflight.set(shard.inflight.get() + 1);
+        glommio::spawn_local(async move {
+            let api = req.api();
+            let resp = shard.handle(req).await;
+            if !silent {
+                let chunks = native::encode_response(
+                    &ResponseHeader {
+                        correlation_id: header.correlation_id,
+                    },
+                    api,
+                    &resp,
+                );
+                let _ = tx.send(chunks).await;
+            }
+            drop(permit);
+            shard.inflight.set(shard.inflight.get() - 1);
+            shard.drained.set(shard.drained.get() + 1);
+        })
+        .detach();
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+async fn write_loop<W: futures_lite::AsyncWrite + Unpin>(mut wr: W, rx: local_channel::LocalReceiver<Vec<Bytes>>) {
+    let mut small = BytesMut::new();
+    while let Some(chunks) = rx.recv().await {
+        for chunk in chunks {
+            if chunk.len() < COALESCE_BYTES_MAX {
+                small.extend_from_slice(&chunk);
+                if small.len() < COALESCE_BYTES_MAX {
+                    continue;
+                }
+            }
+            if !small.is_empty() && wr.write_all(&small.split()).await.is_err() {
+                return;
+            }
+            if chunk.len() >= COALESCE_BYTES_MAX && wr.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        if !small.is_empty() && wr.write_all(&small.split()).await.is_err() {
+            return;
+        }
+        if wr.flush().await.is_err() {
+            return;
+        }
+    }
+}

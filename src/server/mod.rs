@@ -1,0 +1,244 @@
+//! `sluice serve`: starts one pinned glommio executor per shard, joins them
+//! in the cross-shard mesh, opens each shard's partitions, and listens:
+//! every shard accepts on the shared native port (SO_REUSEPORT) and on its
+//! own shard port. SIGINT/SIGTERM stop accepting, let in-flight requests
+//! finish, flush and close every log.
+
+mod connection;
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::broker::{MetadataStore, Shard, ShardMsg};
+use crate::config::ServeConfig;
+
+/// How long a clean shutdown waits for in-flight requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a shard checks whether a shutdown was asked for.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
+/// How often retention runs on each partition.
+const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Blocks SIGINT and SIGTERM in this thread (and the threads it starts) and
+/// starts a thread that waits for them and raises `flag`.
+fn install_signal_thread(flag: Arc<AtomicBool>) {
+    // SAFETY: sigset manipulation on a local, zeroed sigset_t.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                let mut sig: libc::c_int = 0;
+                if libc::sigwait(&set, &mut sig) == 0 {
+                    tracing::info!(signal = sig, "shutting down");
+                    flag.store(true, Ordering::SeqCst);
+                }
+            })
+            .map(|_| ())
+            .unwrap_or_else(|e| tracing::warn!(error = %e, "no signal thread: stop with SIGKILL only"));
+    }
+}
+
+/// glommio's io memory per shard, fitted to RLIMIT_MEMLOCK (registered
+/// buffers are pinned and charged to it).
+fn io_memory_per_shard(cfg: &ServeConfig) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } == 0;
+    if !ok || lim.rlim_cur == libc::RLIM_INFINITY {
+        return cfg.io_memory_bytes_max;
+    }
+    // Leave a quarter for the rings themselves.
+    let share = (lim.rlim_cur as usize / cfg.shards) * 3 / 4;
+    let bytes = cfg.io_memory_bytes_max.min(share) & !((1 << 20) - 1);
+    if bytes < cfg.io_memory_bytes_max {
+        tracing::warn!(
+            memlock_bytes = lim.rlim_cur,
+            io_memory_bytes = bytes.max(1 << 20),
+            "RLIMIT_MEMLOCK limits glommio's registered io memory; raise it (ulimit -l, LimitMEMLOCK=) for \
+             fixed-buffer I/O (see tuning.md)"
+        );
+    }
+    bytes.max(1 << 20)
+}
+
+/// Runs the broker until a signal asks it to stop. Returns an error message
+/// if it cannot start (port in use, damaged metadata, unreadable data dir).
+pub fn run(cfg: ServeConfig) -> Result<(), String> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| format!("creating {}: {e}", cfg.data_dir.display()))?;
+    let meta = Arc::new(MetadataStore::open(&cfg.data_dir)?);
+    let shutdown = Arc::new(AtomicBool::new(false));
+    install_signal_thread(shutdown.clone());
+    let io_memory = io_memory_per_shard(&cfg);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cfg = Arc::new(cfg);
+    let mesh = MeshBuilder::<ShardMsg, _>::full(cfg.shards, cfg.mesh_channel_depth);
+    let peers: Arc<Vec<AtomicUsize>> = Arc::new((0..cfg.shards).map(|_| AtomicUsize::new(usize::MAX)).collect());
+    let listening = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for id in 0..cfg.shards {
+        let (cfg, meta, mesh, peers, shutdown, listening) = (
+            cfg.clone(),
+            meta.clone(),
+            mesh.clone(),
+            peers.clone(),
+            shutdown.clone(),
+            listening.clone(),
+        );
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(id % cores))
+            .name(&format!("shard-{id}"))
+            .io_memory(io_memory)
+            .spawn(move || async move {
+                let result = shard_main(id, cfg, meta, mesh, peers, shutdown.clone(), listening).await;
+                if let Err(e) = &result {
+                    tracing::error!(shard = id, error = %e, "shard failed; stopping the node");
+                    shutdown.store(true, Ordering::SeqCst);
+                }
+                result
+            })
+            .map_err(|e| format!("starting shard {id}: {e}"))?;
+        handles.push(handle);
+    }
+    let mut first_err = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(e) => {
+                first_err.get_or_insert(format!("shard thread: {e:?}"));
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => {
+            tracing::info!("stopped cleanly");
+            Ok(())
+        }
+    }
+}
+
+async fn shard_main(
+    id: usize,
+    cfg: Arc<ServeConfig>,
+    meta: Arc<MetadataStore>,
+    mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
+    peers: Arc<Vec<AtomicUsize>>,
+    shutdown: Arc<AtomicBool>,
+    listening: Arc<AtomicUsize>,
+) -> Result<(), String> {
+    let (senders, mut receivers) = mesh
+        .join()
+        .await
+        .map_err(|e| format!("joining the shard mesh failed: {e}"))?;
+    peers[id].store(senders.peer_id(), Ordering::SeqCst);
+    let started = Instant::now();
+    while peers.iter().any(|p| p.load(Ordering::SeqCst) == usize::MAX) {
+        if started.elapsed() > Duration::from_secs(30) || shutdown.load(Ordering::SeqCst) {
+            return Err("other shards did not start".into());
+        }
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+    let peer_of_shard = peers.iter().map(|p| p.load(Ordering::SeqCst)).collect();
+    let shard = Shard::new(id, cfg.clone(), meta.clone(), senders, peer_of_shard);
+    for (_, rx) in receivers.streams() {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(msg) = rx.recv().await {
+                glommio::spawn_local(shard.clone().handle_msg(msg)).detach();
+            }
+        })
+        .detach();
+    }
+    for topic in meta.snapshot().topics.values() {
+        shard.open_topic(topic).await?;
+    }
+    let shared = TcpListener::bind(cfg.native_addr).map_err(|e| format!("listening on {}: {e}", cfg.native_addr))?;
+    let own_addr = std::net::SocketAddr::new(cfg.native_addr.ip(), cfg.shard_port(id));
+    let own = TcpListener::bind(own_addr).map_err(|e| format!("listening on {own_addr}: {e}"))?;
+    let accepts = [shared, own].map(|l| glommio::spawn_local(accept_loop(shard.clone(), l)));
+    glommio::spawn_local(retention_loop(shard.clone())).detach();
+    if listening.fetch_add(1, Ordering::SeqCst) + 1 == cfg.shards {
+        tracing::info!(
+            native = %cfg.native_addr,
+            shard_ports = %format!("{}..={}", cfg.shard_port(0), cfg.shard_port(cfg.shards - 1)),
+            data_dir = %cfg.data_dir.display(),
+            shards = cfg.shards,
+            partitions = meta.snapshot().topics.values().map(|t| t.shards.len()).sum::<usize>(),
+            "sluice is listening"
+        );
+    }
+    while !shutdown.load(Ordering::SeqCst) {
+        glommio::timer::sleep(SHUTDOWN_POLL).await;
+    }
+    for a in accepts {
+        drop(a.cancel());
+    }
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    while shard.inflight.get() > 0 && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    shard.close_all().await;
+    Ok(())
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    let max_conns = (shard.config.connections_max / shard.config.shards).max(1);
+    let open = Rc::new(std::cell::Cell::new(0usize));
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                if open.get() >= max_conns {
+                    tracing::warn!(max_conns, "refusing a connection: shard at its connection limit");
+                    drop(stream);
+                    continue;
+                }
+                open.set(open.get() + 1);
+                let (shard, open) = (shard.clone(), open.clone());
+                glommio::spawn_local(async move {
+                    connection::serve(shard, stream).await;
+                    open.set(open.get() - 1);
+                })
+                .detach();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn retention_loop(shard: Rc<Shard>) {
+    loop {
+        glommio::timer::sleep(RETENTION_CHECK_INTERVAL).await;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        for part in shard.partitions() {
+            match part.log().enforce_retention(now_ms).await {
+                Ok(out) if out.segments_deleted > 0 => tracing::info!(
+                    topic = %part.topic, partition = part.index, segments = out.segments_deleted,
+                    bytes = out.bytes_deleted, log_start = out.log_start_offset, "retention deleted segments"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(topic = %part.topic, partition = part.index, error = %e, "retention failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Test harness: real `sluice serve` processes on 127.0.0.1 with free ports
+//! and a temp data dir, always stopped (SIGKILL on drop), plus a minimal
+//! blocking native-protocol caller for tests that need exact bytes.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sluice::api::{ApiKey, Request, RequestHeader, Response};
+use sluice::protocol::native;
+
+/// How long a broker may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `n + 1` consecutive free ports on 127.0.0.1 (native port, then one per
+/// shard), found by binding them.
+fn free_ports(n: usize) -> u16 {
+    for _ in 0..200 {
+        let probe = TcpListener::bind("127.0.0.1:0").expect("bind probe");
+        let base = probe.local_addr().expect("addr").port();
+        drop(probe);
+        if u32::from(base) + n as u32 >= 65_000 {
+            continue;
+        }
+        let held: Vec<_> = (0..=n as u16)
+            .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
+            .collect();
+        if held.len() == n + 1 {
+            return base;
+        }
+    }
+    panic!("no {n} consecutive free ports");
+}
+
+/// A broker process under test.
+pub struct Broker {
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub port: u16,
+    pub shards: usize,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+impl Broker {
+    /// Starts a broker with `shards` shards in a fresh temp dir.
+    pub fn start(shards: usize, extra: &[&str]) -> Broker {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut b = Broker {
+            data_dir: tmp.path().join("data"),
+            _tmp: Some(tmp),
+            port: free_ports(shards),
+            shards,
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        b.spawn();
+        b
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.addr().to_string()
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--native-addr")
+            .arg(self.addr().to_string())
+            .arg("--shard-port-base")
+            .arg((self.port + 1).to_string())
+            .arg("--shards")
+            .arg(self.shards.to_string())
+            .arg("--metrics-addr")
+            .arg("127.0.0.1:0")
+            .args(&self.extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("sluice binary starts");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Waits until every shard port and the shared port answer ApiVersions.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        for port in std::iter::once(self.port).chain((1..=self.shards as u16).map(|i| self.port + i)) {
+            loop {
+                if let Some(child) = self.child.as_mut() {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        panic!("broker exited during start: {status}");
+                    }
+                }
+                if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                    if matches!(call(&mut s, 1, Request::ApiVersions), Ok(Response::ApiVersions { .. })) {
+                        break;
+                    }
+                }
+                assert!(Instant::now() < deadline, "broker did not start listening on {port}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns its exit code.
+    pub fn stop(&mut self) -> i32 {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("broker did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the same broker again on the same ports and data.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill first");
+        self.spawn();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Writes one request frame and reads frames until the response with the
+/// same correlation id arrives.
+pub fn call(stream: &mut TcpStream, correlation_id: i32, req: Request) -> std::io::Result<Response> {
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let api = req.api();
+    let header = RequestHeader {
+        correlation_id,
+        api,
+        version: 0,
+        client_id: "test".into(),
+    };
+    for chunk in native::encode_request(&header, &req) {
+        stream.write_all(&chunk)?;
+    }
+    read_response(stream, correlation_id, api)
+}
+
+/// Reads frames until the response with `correlation_id`.
+pub fn read_response(stream: &mut TcpStream, correlation_id: i32, api: ApiKey) -> std::io::Result<Response> {
+    loop {
+        let mut prefix = [0u8; 4];
+        stream.read_exact(&mut prefix)?;
+        let len = u32::from_be_bytes(prefix) as usize;
+        let mut buf = vec![0u8; len];
+        stream.read_exact(&mut buf)?;
+        let (h, resp) = native::decode_response(Bytes::from(buf), api)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        if h.correlation_id == correlation_id {
+            return Ok(resp);
+        }
+    }
+}
