@@ -111,6 +111,7 @@ impl Partition {
         };
         let max = self.log.config().batch_bytes_max;
         let mut spans = Vec::new();
+        let mut records_count = 0u64;
         let mut at = 0usize;
         while at < records.len() {
             let size = match record::batch_size(&records[at..], max) {
@@ -123,8 +124,9 @@ impl Partition {
                 }
                 Err(_) => return fail(ErrorCode::CorruptMessage),
             };
-            if let Err(e) = record::validate(&records[at..at + size], max) {
-                return fail(error_code(&StorageError::InvalidBatch(e)));
+            match record::validate(&records[at..at + size], max) {
+                Ok(h) => records_count += h.records_count.max(0) as u64,
+                Err(e) => return fail(error_code(&StorageError::InvalidBatch(e))),
             }
             spans.push(at..at + size);
             at += size;
@@ -145,6 +147,10 @@ impl Partition {
                 Err(e) => return fail(error_code(&e)),
             }
         }
+        crate::metrics::with(|m| {
+            m.produce_records
+                .fetch_add(records_count, std::sync::atomic::Ordering::Relaxed)
+        });
         ProducePartitionResponse {
             partition: self.index,
             error: ErrorCode::None,

@@ -11,6 +11,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use super::metadata::{self, MetadataStore, TopicMeta};
 use super::partition::{log_config, Partition};
 use crate::api::*;
 use crate::config::ServeConfig;
+use crate::metrics::ShardMetrics;
 use crate::storage::Log;
 use crate::watermark::Watermark;
 
@@ -90,6 +92,7 @@ pub struct Shard {
     /// Requests being handled, so shutdown can let them finish.
     pub inflight: Cell<usize>,
     pub drained: Watermark,
+    pub metrics: Arc<ShardMetrics>,
 }
 
 fn unknown_produce(partition: u32) -> ProducePartitionResponse {
@@ -118,6 +121,7 @@ impl Shard {
         meta: Arc<MetadataStore>,
         mesh: Senders<ShardMsg>,
         peer_of_shard: Vec<usize>,
+        metrics: Arc<ShardMetrics>,
     ) -> Rc<Shard> {
         Rc::new(Shard {
             id,
@@ -128,6 +132,7 @@ impl Shard {
             peer_of_shard,
             inflight: Cell::new(0),
             drained: Watermark::new(0),
+            metrics,
         })
     }
 
@@ -173,6 +178,7 @@ impl Shard {
             self.partitions
                 .borrow_mut()
                 .insert((topic.name.clone(), p as u32), part);
+            self.metrics.partitions.fetch_add(1, Relaxed);
         }
         Ok(())
     }
@@ -185,6 +191,7 @@ impl Shard {
             keys.into_iter().filter_map(|k| parts.remove(&k)).collect()
         };
         for part in doomed {
+            self.metrics.partitions.fetch_sub(1, Relaxed);
             let dir = part.log().dir().to_path_buf();
             drop(part);
             if let Err(e) = std::fs::remove_dir_all(&dir) {
@@ -273,6 +280,9 @@ impl Shard {
 
     /// Answers one client request.
     pub async fn handle(self: &Rc<Self>, req: Request) -> Response {
+        if !matches!(req, Request::Produce { .. } | Request::Fetch { .. }) {
+            self.metrics.other_requests.fetch_add(1, Relaxed);
+        }
         match req {
             Request::ApiVersions => Response::ApiVersions {
                 apis: crate::protocol::native::SUPPORTED.to_vec(),
@@ -305,30 +315,45 @@ impl Shard {
                 max_bytes,
                 topics,
             } => {
-                self.fetch(
-                    topics,
-                    Duration::from_millis(u64::from(max_wait_ms)),
-                    min_bytes as usize,
-                    max_bytes as usize,
-                )
-                .await
+                let started = Instant::now();
+                let wait = Duration::from_millis(u64::from(max_wait_ms));
+                let resp = self.fetch(topics, wait, min_bytes as usize, max_bytes as usize).await;
+                self.metrics.fetch_latency.observe(started.elapsed());
+                resp
             }
             Request::ListOffsets { topics } => self.list_offsets(topics).await,
         }
     }
 
     async fn produce_local(&self, topic: &str, partition: u32, records: &Bytes) -> ProducePartitionResponse {
-        match self.partition(topic, partition) {
+        let started = Instant::now();
+        let resp = match self.partition(topic, partition) {
             Some(p) => p.produce(records).await,
             None => unknown_produce(partition),
+        };
+        let m = &self.metrics;
+        m.produce_requests.fetch_add(1, Relaxed);
+        if resp.error == ErrorCode::None {
+            m.produce_bytes.fetch_add(records.len() as u64, Relaxed);
+        } else {
+            m.request_errors.fetch_add(1, Relaxed);
         }
+        m.produce_latency.observe(started.elapsed());
+        resp
     }
 
     async fn fetch_local(&self, topic: &str, partition: u32, offset: i64, max_bytes: usize) -> FetchPartitionResponse {
-        match self.partition(topic, partition) {
+        let resp = match self.partition(topic, partition) {
             Some(p) => p.fetch(offset, max_bytes).await,
             None => unknown_fetch(partition),
+        };
+        let m = &self.metrics;
+        m.fetch_requests.fetch_add(1, Relaxed);
+        m.fetch_bytes.fetch_add(resp.records_bytes() as u64, Relaxed);
+        if resp.error != ErrorCode::None {
+            m.request_errors.fetch_add(1, Relaxed);
         }
+        resp
     }
 
     async fn list_offsets_local(&self, topic: &str, partition: u32, spec: OffsetSpec) -> ListOffsetsPartitionResponse {

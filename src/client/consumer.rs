@@ -30,7 +30,7 @@ use super::fetched::{decode_partition, ConsumedRecord, DecodeLimits};
 use super::metadata::Endpoint;
 use super::notify::{timeout, Notify};
 use super::{Client, ClientError, ConsumerConfig, OffsetReset};
-use crate::api::{ErrorCode, FetchPartition, FetchTopic, OffsetSpec, Request, Response};
+use crate::api::{ErrorCode, FetchPartition, FetchPartitionResponse, FetchTopic, OffsetSpec, Request, Response};
 
 /// Fetch requests in flight at once, over all endpoints.
 const FETCHES_INFLIGHT_MAX: usize = 64;
@@ -93,6 +93,8 @@ pub struct Consumer {
     /// No new fetch to a failed endpoint before this.
     retry_at: HashMap<Endpoint, Instant>,
     failures: u32,
+    /// A failure to report once the records read before it are returned.
+    error: Option<ClientError>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -115,6 +117,7 @@ impl Consumer {
             stale: false,
             retry_at: HashMap::new(),
             failures: 0,
+            error: None,
         }
     }
 
@@ -266,10 +269,13 @@ impl Consumer {
             let inbox = self.inbox.clone();
             let arrived = inbox.arrived.notified();
             while let Some(done) = self.take_done() {
-                records.extend(self.handle(done)?);
+                records.extend(self.handle(done));
             }
             if !records.is_empty() {
                 return Ok(records);
+            }
+            if let Some(e) = self.error.take() {
+                return Err(e);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -399,81 +405,100 @@ impl Consumer {
     }
 
     /// Applies one fetch answer: records, new positions, resets and
-    /// metadata staleness.
-    fn handle(&mut self, done: FetchDone) -> Result<Vec<ConsumedRecord>, ClientError> {
+    /// metadata staleness. An error that retrying cannot fix is kept for
+    /// `poll` to report after the records read before it.
+    fn handle(&mut self, done: FetchDone) -> Vec<ConsumedRecord> {
         self.fetching.remove(&done.endpoint);
         let topics = match done.result {
             Ok(Response::Fetch { topics }) => topics,
-            Ok(other) => return Err(unexpected("Fetch", &other)),
+            Ok(other) => {
+                self.error.get_or_insert(unexpected("Fetch", &other));
+                return Vec::new();
+            }
             Err(e) if e.is_retriable() => {
                 self.failures = self.failures.saturating_add(1);
                 tracing::debug!(endpoint = %done.endpoint, error = %e, "fetch failed; will retry");
                 let pause = self.client.config().backoff(self.failures);
                 self.retry_at.insert(done.endpoint, Instant::now() + pause);
                 self.stale |= e.wants_metadata_refresh();
-                return Ok(Vec::new());
+                return Vec::new();
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                self.error.get_or_insert(e);
+                return Vec::new();
+            }
         };
         self.failures = 0;
+        let mut records = Vec::new();
+        for ft in topics {
+            for fp in ft.partitions {
+                let asked = done
+                    .asked
+                    .iter()
+                    .find(|a| *a.topic == *ft.name && a.partition == fp.partition);
+                let Some(asked) = asked.cloned() else { continue };
+                if let Err(e) = self.apply(&asked, fp, &mut records) {
+                    self.error.get_or_insert(e);
+                }
+            }
+        }
+        records
+    }
+
+    /// Applies one partition's part of a fetch answer, appending its
+    /// records to `out`.
+    fn apply(
+        &mut self,
+        asked: &Asked,
+        fp: FetchPartitionResponse,
+        out: &mut Vec<ConsumedRecord>,
+    ) -> Result<(), ClientError> {
         let limits = DecodeLimits {
             check_crcs: self.config.check_crcs,
             decompressed_bytes_max: self.config.decompressed_bytes_max,
         };
-        let mut records = Vec::new();
-        for ft in topics {
-            for fp in ft.partitions {
-                let Some(Asked {
-                    topic, offset: asked, ..
-                }) = done
-                    .asked
-                    .iter()
-                    .find(|a| *a.topic == *ft.name && a.partition == fp.partition)
-                    .cloned()
-                else {
-                    continue;
-                };
-                let fetch_bytes_max = self.config.fetch_max_bytes;
-                let Some(state) = self.assigned.get_mut(&(topic.clone(), fp.partition)) else {
-                    continue;
-                };
-                if state.position != Some(asked) {
-                    continue; // sought elsewhere meanwhile
-                }
-                match fp.error {
-                    ErrorCode::None => {}
-                    ErrorCode::OffsetOutOfRange => {
-                        tracing::info!(topic = %topic, partition = fp.partition, offset = asked,
-                            log_start = fp.log_start_offset, high_watermark = fp.high_watermark,
-                            "offset out of range; resetting");
-                        state.position = None;
-                        continue;
-                    }
-                    code if code.is_retriable() => {
-                        self.stale = true;
-                        continue;
-                    }
-                    code => {
-                        return Err(ClientError::broker(code, format!("fetching {topic}/{}", fp.partition)));
-                    }
-                }
-                state.high_watermark = Some(fp.high_watermark);
-                state.log_start_offset = Some(fp.log_start_offset);
-                let decoded = decode_partition(&topic, fp.partition, asked, &fp.records, limits)?;
-                if let Some(next) = decoded.next_offset {
-                    state.position = Some(next.max(asked));
-                } else if decoded.truncated {
-                    if state.fetch_bytes >= fetch_bytes_max {
-                        return Err(ClientError::RecordTooLarge {
-                            size: fp.records_bytes(),
-                            max: fetch_bytes_max as usize,
-                        });
-                    }
-                    state.fetch_bytes = state.fetch_bytes.saturating_mul(2).min(fetch_bytes_max);
-                }
-                records.extend(decoded.records);
-            }
+        let fetch_bytes_max = self.config.fetch_max_bytes;
+        let Some(state) = self.assigned.get_mut(&(asked.topic.clone(), asked.partition)) else {
+            return Ok(()); // unassigned meanwhile
+        };
+        if state.position != Some(asked.offset) {
+            return Ok(()); // sought elsewhere meanwhile
         }
-        Ok(records)
+        let (topic, partition) = (&asked.topic, asked.partition);
+        match fp.error {
+            ErrorCode::None => {}
+            ErrorCode::OffsetOutOfRange => {
+                tracing::info!(%topic, partition, offset = asked.offset, log_start = fp.log_start_offset,
+                    high_watermark = fp.high_watermark, "offset out of range; resetting");
+                state.position = None;
+                return Ok(());
+            }
+            code if code.is_retriable() => {
+                self.stale = true;
+                return Ok(());
+            }
+            code => return Err(ClientError::broker(code, format!("fetching {topic}/{partition}"))),
+        }
+        state.high_watermark = Some(fp.high_watermark);
+        state.log_start_offset = Some(fp.log_start_offset);
+        let decoded = decode_partition(topic, partition, asked.offset, &fp.records, limits);
+        if let Some(next) = decoded.next_offset {
+            state.position = Some(next.max(asked.offset));
+        }
+        out.extend(decoded.records);
+        if let Some(e) = decoded.error {
+            return Err(e);
+        }
+        if decoded.next_offset.is_none() && decoded.truncated {
+            // One batch is larger than this partition's fetch size.
+            if state.fetch_bytes >= fetch_bytes_max {
+                return Err(ClientError::RecordTooLarge {
+                    size: fp.records_bytes(),
+                    max: fetch_bytes_max as usize,
+                });
+            }
+            state.fetch_bytes = state.fetch_bytes.saturating_mul(2).min(fetch_bytes_max);
+        }
+        Ok(())
     }
 }

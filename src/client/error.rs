@@ -24,7 +24,7 @@ pub enum ClientError {
     #[error("protocol error: {0}")]
     Protocol(#[from] NativeError),
     /// The broker answered with an error code.
-    #[error("broker error {code}: {message}")]
+    #[error("broker error {code}{}", if message.is_empty() { String::new() } else { format!(": {message}") })]
     Broker {
         /// The code the broker sent.
         code: ErrorCode,

@@ -413,3 +413,35 @@ fn many_requests_share_one_connection() {
         assert!(!conn.is_closed());
     });
 }
+
+#[test]
+fn a_corrupt_batch_fails_the_poll_after_the_records_before_it() {
+    run(|| async {
+        let (broker, client) = setup(1).await;
+        let producer = Producer::new(client.clone(), ProducerConfig::default());
+        for batch in 0..3 {
+            let sends: Vec<_> = (0..5)
+                .map(|i| producer.send("t", None, Some(format!("{batch}-{i}").into()), Vec::new()))
+                .collect();
+            producer.flush().await;
+            for s in sends {
+                s.await.unwrap();
+            }
+        }
+        {
+            let mut st = broker.state.borrow_mut();
+            let stored = &mut st.topics.get_mut("t").unwrap()[0][1];
+            let mut bad = stored.to_vec();
+            let at = bad.len() - 2;
+            bad[at] ^= 0x01;
+            *stored = Bytes::from(bad);
+        }
+        let mut consumer = Consumer::new(client, ConsumerConfig::default());
+        consumer.assign("t", &[0]);
+        let first = consumer.poll(Duration::from_secs(2)).await.unwrap();
+        assert_eq!(first.iter().map(|r| r.offset).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+        let err = consumer.poll(Duration::from_secs(2)).await.unwrap_err();
+        assert!(matches!(err, ClientError::Record(_)), "{err:?}");
+        assert_eq!(consumer.position("t", 0), Some(5), "stuck before the corrupt batch");
+    });
+}

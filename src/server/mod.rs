@@ -17,6 +17,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::broker::{MetadataStore, Shard, ShardMsg};
 use crate::config::ServeConfig;
+use crate::metrics::ShardMetrics;
 
 /// How long a clean shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,25 +85,27 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     install_signal_thread(shutdown.clone());
     let io_memory = io_memory_per_shard(&cfg);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let shards = cfg.shards;
     let cfg = Arc::new(cfg);
     let mesh = MeshBuilder::<ShardMsg, _>::full(cfg.shards, cfg.mesh_channel_depth);
     let peers: Arc<Vec<AtomicUsize>> = Arc::new((0..cfg.shards).map(|_| AtomicUsize::new(usize::MAX)).collect());
-    let listening = Arc::new(AtomicUsize::new(0));
+    let node = Node {
+        cfg,
+        meta,
+        peers,
+        shutdown,
+        listening: Arc::new(AtomicUsize::new(0)),
+        metrics: Arc::new((0..shards).map(|_| Arc::new(ShardMetrics::default())).collect()),
+    };
     let mut handles = Vec::new();
-    for id in 0..cfg.shards {
-        let (cfg, meta, mesh, peers, shutdown, listening) = (
-            cfg.clone(),
-            meta.clone(),
-            mesh.clone(),
-            peers.clone(),
-            shutdown.clone(),
-            listening.clone(),
-        );
+    for id in 0..shards {
+        let (node, mesh) = (node.clone(), mesh.clone());
         let handle = LocalExecutorBuilder::new(Placement::Fixed(id % cores))
             .name(&format!("shard-{id}"))
             .io_memory(io_memory)
             .spawn(move || async move {
-                let result = shard_main(id, cfg, meta, mesh, peers, shutdown.clone(), listening).await;
+                let shutdown = node.shutdown.clone();
+                let result = shard_main(id, node, mesh).await;
                 if let Err(e) = &result {
                     tracing::error!(shard = id, error = %e, "shard failed; stopping the node");
                     shutdown.store(true, Ordering::SeqCst);
@@ -133,15 +136,32 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     }
 }
 
-async fn shard_main(
-    id: usize,
+/// What every shard of the node shares.
+#[derive(Clone)]
+struct Node {
     cfg: Arc<ServeConfig>,
     meta: Arc<MetadataStore>,
-    mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
+    /// `peers[s]`: shard s's id in the mesh, once it has joined.
     peers: Arc<Vec<AtomicUsize>>,
     shutdown: Arc<AtomicBool>,
     listening: Arc<AtomicUsize>,
+    metrics: Arc<Vec<Arc<ShardMetrics>>>,
+}
+
+async fn shard_main(
+    id: usize,
+    node: Node,
+    mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
 ) -> Result<(), String> {
+    let Node {
+        cfg,
+        meta,
+        peers,
+        shutdown,
+        listening,
+        metrics,
+    } = node;
+    crate::metrics::install(metrics[id].clone());
     let (senders, mut receivers) = mesh
         .join()
         .await
@@ -155,7 +175,14 @@ async fn shard_main(
         glommio::timer::sleep(Duration::from_millis(1)).await;
     }
     let peer_of_shard = peers.iter().map(|p| p.load(Ordering::SeqCst)).collect();
-    let shard = Shard::new(id, cfg.clone(), meta.clone(), senders, peer_of_shard);
+    let shard = Shard::new(
+        id,
+        cfg.clone(),
+        meta.clone(),
+        senders,
+        peer_of_shard,
+        metrics[id].clone(),
+    );
     for (_, rx) in receivers.streams() {
         let shard = shard.clone();
         glommio::spawn_local(async move {
@@ -173,6 +200,11 @@ async fn shard_main(
     let own = TcpListener::bind(own_addr).map_err(|e| format!("listening on {own_addr}: {e}"))?;
     let accepts = [shared, own].map(|l| glommio::spawn_local(accept_loop(shard.clone(), l)));
     glommio::spawn_local(retention_loop(shard.clone())).detach();
+    if id == 0 {
+        let listener = TcpListener::bind(cfg.metrics_addr)
+            .map_err(|e| format!("metrics listener on {}: {e}", cfg.metrics_addr))?;
+        glommio::spawn_local(metrics_loop(listener, metrics.clone())).detach();
+    }
     if listening.fetch_add(1, Ordering::SeqCst) + 1 == cfg.shards {
         tracing::info!(
             native = %cfg.native_addr,
@@ -209,10 +241,12 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                     continue;
                 }
                 open.set(open.get() + 1);
-                let (shard, open) = (shard.clone(), open.clone());
+                shard.metrics.connections.fetch_add(1, Ordering::Relaxed);
+                let (shard, open, metrics) = (shard.clone(), open.clone(), shard.metrics.clone());
                 glommio::spawn_local(async move {
                     connection::serve(shard, stream).await;
                     open.set(open.get() - 1);
+                    metrics.connections.fetch_sub(1, Ordering::Relaxed);
                 })
                 .detach();
             }
@@ -240,5 +274,41 @@ async fn retention_loop(shard: Rc<Shard>) {
                 Err(e) => tracing::warn!(topic = %part.topic, partition = part.index, error = %e, "retention failed"),
             }
         }
+    }
+}
+
+/// Serves `GET /metrics` in Prometheus text format; anything else is 404.
+async fn metrics_loop(listener: TcpListener, metrics: Arc<Vec<Arc<ShardMetrics>>>) {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    /// Largest request head we read before answering.
+    const HEAD_BYTES_MAX: usize = 8 << 10;
+    loop {
+        let Ok(mut stream) = listener.accept().await else {
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let metrics = metrics.clone();
+        glommio::spawn_local(async move {
+            let mut head = Vec::with_capacity(1024);
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < HEAD_BYTES_MAX {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let (status, body) = if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics?") {
+                ("200 OK", crate::metrics::render(&metrics))
+            } else {
+                ("404 Not Found", "see /metrics\n".to_string())
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(resp.as_bytes()).await;
+            let _ = stream.close().await;
+        })
+        .detach();
     }
 }

@@ -489,7 +489,10 @@ impl Log {
             (seg.file.clone(), seg.path.clone())
         };
         self.inner.syncs.set(self.inner.syncs.get() + 1);
-        if let Err(e) = file.fdatasync().await {
+        let started = Instant::now();
+        let synced = file.fdatasync().await;
+        crate::metrics::with(|m| m.fsync_latency.observe(started.elapsed()));
+        if let Err(e) = synced {
             let err = StorageError::io("syncing", &*path, e);
             self.fail(&err);
             return Err(err);
@@ -582,6 +585,7 @@ impl Log {
         if let Some((batches, bytes, next_offset)) =
             self.inner.state.borrow_mut().cache.read(offset, max_bytes, max_offset)
         {
+            crate::metrics::with(|m| m.cache_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
             return Ok(LogRead {
                 batches,
                 bytes,
@@ -589,6 +593,7 @@ impl Log {
                 from_cache: true,
             });
         }
+        crate::metrics::with(|m| m.cache_misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         // At most two rounds: if the batch holding `offset` is still staged,
         // one flush writes it (it was appended before the flush began).
         for _ in 0..2 {
@@ -895,8 +900,14 @@ async fn recover_segment(dir: &Path, base: i64, is_last: bool, cfg: &LogConfig) 
     let end = seg.recover(file_len, cfg.batch_bytes_max.max(64 << 20)).await?;
     let clean = matches!(end, WalkEnd::Limit) || is_last;
     if !matches!(end, WalkEnd::Limit) {
-        tracing::warn!(segment = %path.display(), good_bytes = seg.size, file_bytes = file_len, next_offset = seg.next_offset,
-            "recovery cut the log at the first invalid batch");
+        // Less than a block past the end is the zero padding of the last
+        // direct write: what any stop without a clean close leaves.
+        if file_len - seg.size < super::writer::BLOCK_BYTES {
+            tracing::info!(segment = %path.display(), next_offset = seg.next_offset, "recovered after an unclean stop");
+        } else {
+            tracing::warn!(segment = %path.display(), good_bytes = seg.size, file_bytes = file_len,
+                next_offset = seg.next_offset, "recovery cut the log at the first invalid batch");
+        }
     }
     if !clean || !is_last {
         // A sealed segment whose index was missing or stale, or one cut short

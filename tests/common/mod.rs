@@ -53,7 +53,8 @@ impl Broker {
         let mut b = Broker {
             data_dir: tmp.path().join("data"),
             _tmp: Some(tmp),
-            port: free_ports(shards),
+            // native port, one per shard, then the metrics port
+            port: free_ports(shards + 1),
             shards,
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -64,6 +65,30 @@ impl Broker {
 
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port + self.shards as u16 + 1))
+    }
+
+    /// The Prometheus text from `GET /metrics`.
+    pub fn scrape(&self) -> String {
+        let mut s = TcpStream::connect(self.metrics_addr()).expect("metrics port");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("read");
+        let (head, body) = text.split_once("\r\n\r\n").expect("http response");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        body.to_string()
+    }
+
+    /// Sum over shards of a sample named exactly `name` (no other labels).
+    pub fn metric_sum(text: &str, name: &str) -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{shard=")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     pub fn bootstrap(&self) -> String {
@@ -82,7 +107,7 @@ impl Broker {
             .arg("--shards")
             .arg(self.shards.to_string())
             .arg("--metrics-addr")
-            .arg("127.0.0.1:0")
+            .arg(self.metrics_addr().to_string())
             .args(&self.extra)
             .env(
                 "RUST_LOG",
