@@ -114,6 +114,9 @@ pub struct ConsumerConfig {
     pub partition_fetch_bytes: u32,
     /// Largest decompressed batch accepted.
     pub decompressed_bytes_max: usize,
+    /// Records one poll returns at most; the rest of a fetch stays
+    /// undecoded for the next polls.
+    pub max_poll_records: usize,
     /// Where partitions without a position start.
     pub reset: OffsetReset,
     /// Check every fetched batch's CRC-32C.
@@ -128,6 +131,7 @@ impl Default for ConsumerConfig {
             fetch_max_bytes: 16 << 20,
             partition_fetch_bytes: 1 << 20,
             decompressed_bytes_max: 64 << 20,
+            max_poll_records: 4096,
             reset: OffsetReset::Earliest,
             check_crcs: true,
         }

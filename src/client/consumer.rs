@@ -8,10 +8,14 @@
 //! Fetches outlive a poll that timed out: the next poll picks up their
 //! answers.
 //!
+//! A fetch's bytes are kept undecoded ([`PartitionCursor`]) and a poll
+//! decodes at most `max_poll_records` of them; a partition with bytes left
+//! is not fetched again until they are read.
+//!
 //! Invariants:
 //! - Records of a partition come out in offset order, each once per
-//!   position: data is used only if the partition's position still equals
-//!   the offset the fetch asked for (a seek in between discards it).
+//!   position: fetched data is used only while the partition's position
+//!   still equals where that data continues (a seek in between discards it).
 //! - A partition without a position gets one from ListOffsets per
 //!   `ConsumerConfig::reset` before it is fetched; `OffsetOutOfRange`
 //!   resets it the same way.
@@ -26,7 +30,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::cluster::unexpected;
-use super::fetched::{decode_partition, ConsumedRecord, DecodeLimits};
+use super::fetched::{ConsumedRecord, DecodeLimits, PartitionCursor};
 use super::metadata::Endpoint;
 use super::notify::{timeout, Notify};
 use super::{Client, ClientError, ConsumerConfig, OffsetReset};
@@ -95,6 +99,8 @@ pub struct Consumer {
     failures: u32,
     /// A failure to report once the records read before it are returned.
     error: Option<ClientError>,
+    /// Fetched bytes not yet turned into records, at most one per partition.
+    buffered: VecDeque<PartitionCursor>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -118,6 +124,7 @@ impl Consumer {
             retry_at: HashMap::new(),
             failures: 0,
             error: None,
+            buffered: VecDeque::new(),
         }
     }
 
@@ -264,13 +271,13 @@ impl Consumer {
                 }
             }
             self.reset_positions().await?;
-            self.start_fetches();
-            let mut records = Vec::new();
             let inbox = self.inbox.clone();
             let arrived = inbox.arrived.notified();
             while let Some(done) = self.take_done() {
-                records.extend(self.handle(done));
+                self.handle(done);
             }
+            let records = self.drain_buffered();
+            self.start_fetches();
             if !records.is_empty() {
                 return Ok(records);
             }
@@ -347,6 +354,9 @@ impl Consumer {
         let mut asked_of: BTreeMap<Endpoint, Vec<Asked>> = BTreeMap::new();
         for ((t, p), s) in &self.assigned {
             let Some(position) = s.position else { continue };
+            if self.buffered.iter().any(|c| c.partition == *p && c.topic == *t) {
+                continue; // read what is here first
+            }
             match self.client.cached_endpoint(t, *p) {
                 Some(e) if !self.fetching.contains(&e) && !self.retry_at.contains_key(&e) => {
                     let fp = FetchPartition {
@@ -404,16 +414,17 @@ impl Consumer {
         }
     }
 
-    /// Applies one fetch answer: records, new positions, resets and
-    /// metadata staleness. An error that retrying cannot fix is kept for
-    /// `poll` to report after the records read before it.
-    fn handle(&mut self, done: FetchDone) -> Vec<ConsumedRecord> {
+    /// Applies one fetch answer: buffers each partition's bytes, updates
+    /// watermarks, resets and metadata staleness. An error that retrying
+    /// cannot fix is kept for `poll` to report after the records read
+    /// before it.
+    fn handle(&mut self, done: FetchDone) {
         self.fetching.remove(&done.endpoint);
         let topics = match done.result {
             Ok(Response::Fetch { topics }) => topics,
             Ok(other) => {
                 self.error.get_or_insert(unexpected("Fetch", &other));
-                return Vec::new();
+                return;
             }
             Err(e) if e.is_retriable() => {
                 self.failures = self.failures.saturating_add(1);
@@ -421,15 +432,14 @@ impl Consumer {
                 let pause = self.client.config().backoff(self.failures);
                 self.retry_at.insert(done.endpoint, Instant::now() + pause);
                 self.stale |= e.wants_metadata_refresh();
-                return Vec::new();
+                return;
             }
             Err(e) => {
                 self.error.get_or_insert(e);
-                return Vec::new();
+                return;
             }
         };
         self.failures = 0;
-        let mut records = Vec::new();
         for ft in topics {
             for fp in ft.partitions {
                 let asked = done
@@ -437,27 +447,15 @@ impl Consumer {
                     .iter()
                     .find(|a| *a.topic == *ft.name && a.partition == fp.partition);
                 let Some(asked) = asked.cloned() else { continue };
-                if let Err(e) = self.apply(&asked, fp, &mut records) {
+                if let Err(e) = self.apply(asked, fp) {
                     self.error.get_or_insert(e);
                 }
             }
         }
-        records
     }
 
-    /// Applies one partition's part of a fetch answer, appending its
-    /// records to `out`.
-    fn apply(
-        &mut self,
-        asked: &Asked,
-        fp: FetchPartitionResponse,
-        out: &mut Vec<ConsumedRecord>,
-    ) -> Result<(), ClientError> {
-        let limits = DecodeLimits {
-            check_crcs: self.config.check_crcs,
-            decompressed_bytes_max: self.config.decompressed_bytes_max,
-        };
-        let fetch_bytes_max = self.config.fetch_max_bytes;
+    /// Takes in one partition's part of a fetch answer.
+    fn apply(&mut self, asked: Asked, fp: FetchPartitionResponse) -> Result<(), ClientError> {
         let Some(state) = self.assigned.get_mut(&(asked.topic.clone(), asked.partition)) else {
             return Ok(()); // unassigned meanwhile
         };
@@ -481,24 +479,55 @@ impl Consumer {
         }
         state.high_watermark = Some(fp.high_watermark);
         state.log_start_offset = Some(fp.log_start_offset);
-        let decoded = decode_partition(topic, partition, asked.offset, &fp.records, limits);
-        if let Some(next) = decoded.next_offset {
-            state.position = Some(next.max(asked.offset));
-        }
-        out.extend(decoded.records);
-        if let Some(e) = decoded.error {
-            return Err(e);
-        }
-        if decoded.next_offset.is_none() && decoded.truncated {
-            // One batch is larger than this partition's fetch size.
-            if state.fetch_bytes >= fetch_bytes_max {
-                return Err(ClientError::RecordTooLarge {
-                    size: fp.records_bytes(),
-                    max: fetch_bytes_max as usize,
-                });
-            }
-            state.fetch_bytes = state.fetch_bytes.saturating_mul(2).min(fetch_bytes_max);
+        if fp.records_bytes() > 0 {
+            let limits = DecodeLimits {
+                check_crcs: self.config.check_crcs,
+                decompressed_bytes_max: self.config.decompressed_bytes_max,
+            };
+            let cursor = PartitionCursor::new(asked.topic, partition, asked.offset, fp.records, limits);
+            self.buffered.push_back(cursor);
         }
         Ok(())
+    }
+
+    /// Decodes up to `max_poll_records` from the buffered fetches, moving
+    /// positions along.
+    fn drain_buffered(&mut self) -> Vec<ConsumedRecord> {
+        let max = self.config.max_poll_records.max(1);
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(cursor) = self.buffered.front_mut() else { break };
+            let key = (cursor.topic.clone(), cursor.partition);
+            let Some(state) = self
+                .assigned
+                .get_mut(&key)
+                .filter(|s| s.position == Some(cursor.position))
+            else {
+                self.buffered.pop_front(); // unassigned or sought elsewhere
+                continue;
+            };
+            cursor.read(max - out.len(), &mut out);
+            state.position = Some(cursor.position);
+            if !cursor.is_done() {
+                break; // `max` reached
+            }
+            let Some(cursor) = self.buffered.pop_front() else { break };
+            if let Some(e) = cursor.error {
+                self.error.get_or_insert(e);
+            } else if cursor.truncated && !cursor.whole_batch_seen {
+                // One batch is larger than this partition's fetch size.
+                let fetch_bytes_max = self.config.fetch_max_bytes;
+                if state.fetch_bytes >= fetch_bytes_max {
+                    let size = state.fetch_bytes as usize;
+                    self.error.get_or_insert(ClientError::RecordTooLarge {
+                        size,
+                        max: fetch_bytes_max as usize,
+                    });
+                } else {
+                    state.fetch_bytes = state.fetch_bytes.saturating_mul(2).min(fetch_bytes_max);
+                }
+            }
+        }
+        out
     }
 }

@@ -445,3 +445,42 @@ fn a_corrupt_batch_fails_the_poll_after_the_records_before_it() {
         assert_eq!(consumer.position("t", 0), Some(5), "stuck before the corrupt batch");
     });
 }
+
+#[test]
+fn polls_return_at_most_max_poll_records_and_reuse_fetched_bytes() {
+    run(|| async {
+        let (broker, client) = setup(2).await;
+        let producer = Producer::new(client.clone(), ProducerConfig::default());
+        let sends: Vec<_> = (0..100)
+            .map(|i| producer.send("t", Some(format!("{i}").into()), Some("v".into()), Vec::new()))
+            .collect();
+        producer.flush().await;
+        for s in sends {
+            s.await.unwrap();
+        }
+        let fetches_before = broker.state.borrow().fetch_requests;
+        let config = ConsumerConfig {
+            max_poll_records: 7,
+            ..ConsumerConfig::default()
+        };
+        let mut consumer = Consumer::new(client, config);
+        consumer.assign_all("t").await.unwrap();
+        let mut next: BTreeMap<u32, i64> = BTreeMap::new();
+        let mut total = 0;
+        while total < 100 {
+            let got = consumer.poll(Duration::from_secs(2)).await.unwrap();
+            assert!((1..=7).contains(&got.len()), "{} records", got.len());
+            for r in got {
+                let expected = next.entry(r.partition).or_insert(0);
+                assert_eq!(r.offset, *expected);
+                *expected += 1;
+                total += 1;
+            }
+        }
+        let fetches = broker.state.borrow().fetch_requests - fetches_before;
+        assert!(
+            fetches <= 6,
+            "fetched bytes are decoded over several polls: {fetches} fetches"
+        );
+    });
+}
