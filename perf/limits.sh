@@ -13,6 +13,9 @@
 #              Log::append with the default write-behind (no fdatasync)
 #   durable    O_DIRECT writes with fdatasync after each one, one at a time
 #              (fio) vs Log::append under FlushPolicy::EveryAppend, one producer
+#
+# Then the CPU and network limits: memcpy and CRC-32C bandwidth
+# (examples/host_limits) and loopback TCP bandwidth (iperf3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,21 +68,47 @@ measure() { # NAME BS BATCH_BYTES MODE
 }
 
 measure write-1MiB 1M 1048576 write
+measure write-64KiB 64k 65536 write
 measure write-16KiB 16k 16384 write
 measure durable-1MiB 1M 1048576 durable
+measure durable-64KiB 64k 65536 durable
 measure durable-16KiB 16k 16384 durable
+
+# CPU-side limits: one copy into an aligned buffer, one CRC pass per batch.
+cargo build --release --quiet --example host_limits
+CPU_JSON=$(target/release/examples/host_limits)
+
+# Loopback TCP bandwidth (iperf3, one stream, 3 s).
+if ! command -v iperf3 >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  apt-get install -y -qq iperf3 >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq iperf3 >/dev/null; }
+fi
+LOOPBACK_GBPS=null
+if command -v iperf3 >/dev/null 2>&1; then
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  iperf3 -s -1 -B 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+  sleep 0.5
+  LOOPBACK_GBPS=$(iperf3 -c 127.0.0.1 -p "$port" -t 3 -J 2>/dev/null |
+    python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/8e9, 2))' || echo null)
+  wait 2>/dev/null || true
+fi
+export CPU_JSON LOOPBACK_GBPS
 
 printf '%-14s %-6s %12s %12s %7s\n' case size "fio MB/s" "sluice MB/s" ratio
 python3 - "$OUT_JSON" "${rows[@]}" <<'PY'
 import json, sys, platform, os
 out, rows = sys.argv[1], sys.argv[2:]
 result = {"host": platform.node(), "kernel": platform.release(), "size_mib": int(os.environ.get("SIZE_MIB", "1024")), "cases": []}
+result.update(json.loads(os.environ.get("CPU_JSON", "{}")))
+lb = os.environ.get("LOOPBACK_GBPS", "null")
+result["loopback_tcp_gb_per_s"] = None if lb == "null" else float(lb)
 for row in rows:
     name, bs, limit, ours = row.split()
     limit, ours = float(limit), float(ours)
     ratio = ours / limit if limit else 0.0
     print(f"{name:<14} {bs:<6} {limit:>12.1f} {ours:>12.1f} {ratio:>7.2f}")
     result["cases"].append({"case": name, "write_size": bs, "fio_mb_per_s": limit, "sluice_mb_per_s": ours, "ratio": round(ratio, 3)})
+print(f"\nmemcpy {result.get('memcpy_gb_per_s')} GB/s   crc32c {result.get('crc32c_gb_per_s')} GB/s   "
+      f"loopback TCP {result['loopback_tcp_gb_per_s']} GB/s")
 with open(out, "w") as f:
     json.dump(result, f, indent=2)
 print(f"\nJSON: {out}")
