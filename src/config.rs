@@ -47,6 +47,7 @@ struct FileConfig {
     inflight_bytes_max_per_connection: Option<usize>,
     io_memory_bytes_max: Option<usize>,
     cache_bytes_max_per_partition: Option<usize>,
+    spin_before_park_us: Option<u64>,
     segment_bytes: Option<u64>,
     retention_ms: Option<i64>,
     retention_bytes: Option<i64>,
@@ -75,6 +76,9 @@ pub struct ServeConfig {
     pub cache_bytes_max_per_partition: usize,
     /// Depth of each cross-shard channel.
     pub mesh_channel_depth: usize,
+    /// How long an idle shard spins before it parks its thread (0: park at
+    /// once). Spinning keeps the core awake for the next completion.
+    pub spin_before_park_us: u64,
     /// Topic defaults; a topic's own config overrides them.
     pub topic_defaults: TopicConfig,
 }
@@ -94,6 +98,7 @@ impl Default for ServeConfig {
             io_memory_bytes_max: 16 << 20,
             cache_bytes_max_per_partition: 16 << 20,
             mesh_channel_depth: 1024,
+            spin_before_park_us: 0,
             topic_defaults: TopicConfig {
                 retention_ms: Some(7 * 24 * 3600 * 1000),
                 retention_bytes: None,
@@ -140,6 +145,7 @@ impl ServeConfig {
             take!(inflight_bytes_max_per_connection);
             take!(io_memory_bytes_max);
             take!(cache_bytes_max_per_partition);
+            take!(spin_before_park_us);
             if let Some(v) = file.shard_port_base {
                 cfg.shard_port_base = v;
                 shard_base_set = true;
@@ -205,7 +211,7 @@ mod tests {
         let file = dir.path().join("sluice.toml");
         std::fs::write(
             &file,
-            "shards = 3\nnative_addr = \"127.0.0.1:7000\"\nflush = \"interval:50\"\n",
+            "shards = 3\nnative_addr = \"127.0.0.1:7000\"\nflush = \"interval:50\"\nspin_before_park_us = 50\n",
         )
         .expect("write");
         let args = ServeArgs {
@@ -218,6 +224,7 @@ mod tests {
         assert_eq!(cfg.native_addr.port(), 7000);
         assert_eq!(cfg.shard_port(1), 7002);
         assert_eq!(cfg.topic_defaults.flush, Some(FlushConfig::IntervalMs(50)));
+        assert_eq!(cfg.spin_before_park_us, 50);
     }
 
     #[test]

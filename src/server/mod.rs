@@ -86,6 +86,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     let io_memory = io_memory_per_shard(&cfg);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let shards = cfg.shards;
+    let spin_us = cfg.spin_before_park_us;
     let cfg = Arc::new(cfg);
     let mesh = MeshBuilder::<ShardMsg, _>::full(cfg.shards, cfg.mesh_channel_depth);
     let peers: Arc<Vec<AtomicUsize>> = Arc::new((0..cfg.shards).map(|_| AtomicUsize::new(usize::MAX)).collect());
@@ -103,6 +104,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         let handle = LocalExecutorBuilder::new(Placement::Fixed(id % cores))
             .name(&format!("shard-{id}"))
             .io_memory(io_memory)
+            .spin_before_park(Duration::from_micros(spin_us))
             .spawn(move || async move {
                 let shutdown = node.shutdown.clone();
                 let result = shard_main(id, node, mesh).await;
