@@ -28,6 +28,10 @@ use glommio::io::{DmaBuffer, DmaFile};
 
 use super::error::{Result, StorageError};
 
+/// A partial chunk up to `chunk_bytes / SMALL_FLUSH_FRACTION` is flushed
+/// through a right-sized copy instead of handing off the chunk.
+const SMALL_FLUSH_FRACTION: usize = 4;
+
 /// Block size of O_DIRECT I/O on the filesystems we support.
 pub const BLOCK_BYTES: u64 = 4096;
 
@@ -169,8 +173,13 @@ impl SegmentWriter {
     }
 
     /// Takes the staged full chunks, and with `include_partial` the partly
-    /// filled current one, as a set of writes. The partial tail block is
-    /// copied into a fresh chunk so appends can go on while they run.
+    /// filled current one, as a set of writes, so appends can go on while
+    /// they run. A small partial chunk (the common case when every append
+    /// is synced) is copied into a right-sized buffer and its tail block
+    /// moved to the front of the chunk in place; a large one is handed off
+    /// whole and only its tail block is copied into a fresh chunk. Either
+    /// way no write covers a block before the current tail block again, and
+    /// no chunk-sized buffer is allocated (and page-faulted in) per sync.
     pub fn take_flush(&mut self, include_partial: bool) -> PendingFlush {
         let mut writes: Vec<(u64, DmaBuffer)> = self.full.drain(..).collect();
         let end = if include_partial { self.end() } else { self.current_pos };
@@ -178,12 +187,20 @@ impl SegmentWriter {
             let padded = align_up(self.current_len as u64) as usize;
             let tail_start = align_down(self.current_len as u64) as usize;
             let tail_len = self.current_len - tail_start;
-            let mut next = self.file.alloc_dma_buffer(self.chunk_bytes);
-            next.as_bytes_mut()[..tail_len].copy_from_slice(&self.current.as_bytes()[tail_start..self.current_len]);
-            let mut out = std::mem::replace(&mut self.current, next);
-            out.as_bytes_mut()[self.current_len..padded].fill(0);
-            out.trim_to_size(padded);
-            writes.push((self.current_pos, out));
+            if padded <= self.chunk_bytes / SMALL_FLUSH_FRACTION {
+                let mut out = self.file.alloc_dma_buffer(padded);
+                out.as_bytes_mut()[..self.current_len].copy_from_slice(&self.current.as_bytes()[..self.current_len]);
+                out.as_bytes_mut()[self.current_len..].fill(0);
+                self.current.as_bytes_mut().copy_within(tail_start..self.current_len, 0);
+                writes.push((self.current_pos, out));
+            } else {
+                let mut next = self.file.alloc_dma_buffer(self.chunk_bytes);
+                next.as_bytes_mut()[..tail_len].copy_from_slice(&self.current.as_bytes()[tail_start..self.current_len]);
+                let mut out = std::mem::replace(&mut self.current, next);
+                out.as_bytes_mut()[self.current_len..padded].fill(0);
+                out.trim_to_size(padded);
+                writes.push((self.current_pos, out));
+            }
             self.current_pos += tail_start as u64;
             self.current_len = tail_len;
         }
