@@ -626,3 +626,39 @@ fn old_client_timestamps_do_not_roll_a_segment_per_batch() {
         assert_eq!(log.segment_count(), 1);
     });
 }
+
+#[test]
+fn preallocation_runs_a_step_ahead_not_a_whole_segment() {
+    // Regression: reserving a whole 1 GiB segment per partition made a
+    // thousand partitions need a terabyte of free disk.
+    use std::os::unix::fs::MetadataExt;
+    run(|| async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = LogConfig {
+            segment_bytes_max: 1 << 30,
+            preallocate_step_bytes: 1 << 20,
+            write_chunk_bytes: 64 << 10,
+            ..small_config()
+        };
+        let log = Log::open(dir.path(), cfg).await.expect("open");
+        let seg = dir.path().join(format!("{:020}.log", 0));
+        let reserved = |p: &std::path::Path| std::fs::metadata(p).expect("segment").blocks() * 512;
+        assert!(reserved(&seg) >= 1 << 20, "a step is reserved up front");
+        assert!(reserved(&seg) < 4 << 20, "not the whole segment: {}", reserved(&seg));
+        // Appending past the first step reserves the next one before writing.
+        let mut appended = 0u64;
+        while appended < 3 << 20 {
+            let b = make_batch(appended, 40, 0, Compression::None);
+            appended += b.len() as u64;
+            log.append(b, 0).await.expect("append");
+        }
+        log.sync().await.expect("sync");
+        assert!(reserved(&seg) >= appended, "writes stay inside reserved blocks");
+        assert!(
+            reserved(&seg) < appended + (4 << 20),
+            "reservation stays a step ahead: {}",
+            reserved(&seg)
+        );
+        assert_eq!(log.segment_count(), 1);
+    });
+}

@@ -195,9 +195,13 @@ impl Log {
                 .await
                 .map_err(|e| StorageError::io("syncing", &*active.path, e))?;
         }
-        if config.preallocate {
-            preallocate(&active.file, &active.path, config.segment_bytes_max).await?;
-        }
+        let reserved = if config.preallocate {
+            let want = reservation(active.size, active.size, &config);
+            preallocate(&active.file, &active.path, want).await?;
+            want
+        } else {
+            0
+        };
         if changed_dir {
             sync_dir(&dir).await?;
         }
@@ -209,6 +213,9 @@ impl Log {
         )
         .await?;
         let next_offset = active.next_offset;
+        if let Some(seg) = segments.values_mut().next_back() {
+            seg.preallocated = reserved;
+        }
         let inner = Rc::new(Inner {
             state: RefCell::new(State {
                 segments,
@@ -332,6 +339,7 @@ impl Log {
         if self.needs_roll(&header) {
             self.roll().await?;
         }
+        self.reserve_for(header.total_bytes() as u64).await?;
         while self.inner.state.borrow().writer.full_chunks() >= cfg.write_behind_chunks_max {
             self.flush_staged(false).await?;
         }
@@ -360,6 +368,29 @@ impl Log {
         drop(_order);
         self.after_append(info).await?;
         Ok(info)
+    }
+
+    /// Makes sure the active segment has blocks reserved for `bytes` more,
+    /// so a full disk refuses this append before any of it is accepted.
+    async fn reserve_for(&self, bytes: u64) -> Result<()> {
+        let cfg = &self.inner.config;
+        if !cfg.preallocate {
+            return Ok(());
+        }
+        let (file, path, size, needed, reserved) = {
+            let st = self.inner.state.borrow();
+            let seg = st.active();
+            // Staged bytes count from the aligned block they will be written at.
+            let needed = super::writer::align_up(st.writer.end() + bytes);
+            (seg.file.clone(), seg.path.clone(), seg.size, needed, seg.preallocated)
+        };
+        if needed <= reserved {
+            return Ok(());
+        }
+        let want = reservation(size, needed, cfg);
+        preallocate(&file, &path, want).await?;
+        self.inner.state.borrow_mut().active_mut().preallocated = want;
+        Ok(())
     }
 
     fn needs_roll(&self, header: &BatchHeader) -> bool {
@@ -734,13 +765,18 @@ impl Log {
             let st = self.inner.state.borrow();
             (st.active().file.clone(), st.active().path.clone(), st.active().size)
         };
-        if cfg.preallocate {
-            preallocate(&file, &path, cfg.segment_bytes_max).await?;
-        }
+        let reserved = if cfg.preallocate {
+            let want = reservation(size, size, &cfg);
+            preallocate(&file, &path, want).await?;
+            want
+        } else {
+            0
+        };
         let writer = SegmentWriter::open(file, path.to_path_buf(), size, cfg.write_chunk_bytes).await?;
         let new_end = {
             let mut st = self.inner.state.borrow_mut();
             st.writer = writer;
+            st.active_mut().preallocated = reserved;
             let end = st.next_offset();
             st.cache.truncate_to(end);
             end
@@ -939,15 +975,26 @@ async fn create_segment(dir: &Path, base: i64, cfg: &LogConfig) -> Result<Segmen
         .dma_open(&*path)
         .await
         .map_err(|e| StorageError::io("creating segment", &*path, e))?;
+    let mut reserved = 0;
     if cfg.preallocate {
-        if let Err(e) = preallocate(&file, &path, cfg.segment_bytes_max).await {
+        reserved = reservation(0, 0, cfg);
+        if let Err(e) = preallocate(&file, &path, reserved).await {
             let _ = glommio::io::remove(&*path).await;
             return Err(e);
         }
     }
     let mut seg = Segment::new(base, Rc::new(file), path, cfg.index_interval_bytes);
     seg.created_ms = Some(now_ms());
+    seg.preallocated = reserved;
     Ok(seg)
+}
+
+/// How many bytes of a segment to have reserved when it must hold `needed`
+/// and holds `size`: a step ahead of the larger, block aligned, never past
+/// the segment size limit (unless `needed` itself is).
+fn reservation(size: u64, needed: u64, cfg: &LogConfig) -> u64 {
+    let want = super::writer::align_up(needed.max(size) + cfg.preallocate_step_bytes);
+    want.min(cfg.segment_bytes_max.max(super::writer::align_up(needed)))
 }
 
 async fn preallocate(file: &DmaFile, path: &Path, bytes: u64) -> Result<()> {

@@ -56,9 +56,14 @@ pub struct LogConfig {
     pub write_chunk_bytes: usize,
     /// Full chunks that may wait for a write before appends wait too.
     pub write_behind_chunks_max: usize,
-    /// Reserve a segment's blocks when it is created (fallocate), so a full
-    /// disk shows at roll time instead of in the middle of a write.
+    /// Reserve a segment's blocks ahead of its writes (fallocate), so a full
+    /// disk fails an append before anything of it is accepted, never in the
+    /// middle of a write.
     pub preallocate: bool,
+    /// How far ahead of the write position blocks are reserved. Small
+    /// enough that thousands of partitions do not reserve a whole segment
+    /// each; large enough that the fallocate is rare.
+    pub preallocate_step_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -75,6 +80,7 @@ impl Default for LogConfig {
             write_chunk_bytes: 1 << 20,
             write_behind_chunks_max: 4,
             preallocate: true,
+            preallocate_step_bytes: 32 << 20,
         }
     }
 }

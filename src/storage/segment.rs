@@ -148,6 +148,8 @@ pub struct Segment {
     pub max_timestamp: i64,
     pub offset_index: OffsetIndex,
     pub time_index: TimeIndex,
+    /// Bytes of the file reserved with fallocate (appends stay below).
+    pub preallocated: u64,
     bytes_since_index: u64,
     index_interval_bytes: u64,
 }
@@ -165,6 +167,7 @@ impl Segment {
             max_timestamp: -1,
             offset_index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
+            preallocated: 0,
             bytes_since_index: 0,
             index_interval_bytes,
         }
