@@ -47,6 +47,7 @@ struct FileConfig {
     inflight_bytes_max_per_connection: Option<usize>,
     io_memory_bytes_max: Option<usize>,
     cache_bytes_max_per_partition: Option<usize>,
+    cache_bytes_max_per_shard: Option<usize>,
     spin_before_park_us: Option<u64>,
     segment_bytes: Option<u64>,
     retention_ms: Option<i64>,
@@ -74,6 +75,8 @@ pub struct ServeConfig {
     /// fit RLIMIT_MEMLOCK.
     pub io_memory_bytes_max: usize,
     pub cache_bytes_max_per_partition: usize,
+    /// Batch cache bytes of all the partitions of one shard together.
+    pub cache_bytes_max_per_shard: usize,
     /// Depth of each cross-shard channel.
     pub mesh_channel_depth: usize,
     /// How long an idle shard spins before it parks its thread (0: park at
@@ -97,6 +100,7 @@ impl Default for ServeConfig {
             inflight_bytes_max_per_connection: 64 << 20,
             io_memory_bytes_max: 16 << 20,
             cache_bytes_max_per_partition: 16 << 20,
+            cache_bytes_max_per_shard: 256 << 20,
             mesh_channel_depth: 1024,
             spin_before_park_us: 0,
             topic_defaults: TopicConfig {
@@ -145,6 +149,7 @@ impl ServeConfig {
             take!(inflight_bytes_max_per_connection);
             take!(io_memory_bytes_max);
             take!(cache_bytes_max_per_partition);
+            take!(cache_bytes_max_per_shard);
             take!(spin_before_park_us);
             if let Some(v) = file.shard_port_base {
                 cfg.shard_port_base = v;

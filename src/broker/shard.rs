@@ -24,7 +24,7 @@ use super::partition::{log_config, Partition};
 use crate::api::*;
 use crate::config::ServeConfig;
 use crate::metrics::ShardMetrics;
-use crate::storage::Log;
+use crate::storage::{CacheBudget, Log};
 use crate::watermark::Watermark;
 
 type Reply<T> = oneshot::Sender<T>;
@@ -93,6 +93,8 @@ pub struct Shard {
     pub inflight: Cell<usize>,
     pub drained: Watermark,
     pub metrics: Arc<ShardMetrics>,
+    /// Shared by the batch caches of this shard's partitions.
+    cache_budget: Rc<CacheBudget>,
 }
 
 fn unknown_produce(partition: u32) -> ProducePartitionResponse {
@@ -123,7 +125,9 @@ impl Shard {
         peer_of_shard: Vec<usize>,
         metrics: Arc<ShardMetrics>,
     ) -> Rc<Shard> {
+        let cache_budget = CacheBudget::new(config.cache_bytes_max_per_shard);
         Rc::new(Shard {
+            cache_budget,
             id,
             config,
             meta,
@@ -171,7 +175,7 @@ impl Shard {
                 &self.config.topic_defaults,
                 self.config.cache_bytes_max_per_partition,
             );
-            let log = Log::open(&dir, cfg)
+            let log = Log::open_with_cache_budget(&dir, cfg, Some(self.cache_budget.clone()))
                 .await
                 .map_err(|e| format!("opening {}-{p}: {e}", topic.name))?;
             let part = Rc::new(Partition::new(topic.name.clone(), p as u32, log));

@@ -9,9 +9,39 @@
 //! and, after every insert, at most `budget_bytes` (an entry larger than the
 //! whole budget is not cached).
 
+use std::cell::Cell;
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use bytes::Bytes;
+
+/// A byte budget shared by the batch caches of every log on one shard, so
+/// that the shard's cache memory is bounded whatever its partition count.
+/// A cache that inserts while the shard is over budget evicts its own
+/// oldest batches first (so the busiest partitions recycle their memory).
+#[derive(Debug)]
+pub struct CacheBudget {
+    max_bytes: usize,
+    used: Cell<usize>,
+}
+
+impl CacheBudget {
+    pub fn new(max_bytes: usize) -> Rc<CacheBudget> {
+        Rc::new(CacheBudget {
+            max_bytes,
+            used: Cell::new(0),
+        })
+    }
+
+    /// Bytes held by all caches sharing this budget.
+    pub fn used_bytes(&self) -> usize {
+        self.used.get()
+    }
+
+    fn over(&self) -> bool {
+        self.used.get() > self.max_bytes
+    }
+}
 
 #[derive(Debug)]
 struct Entry {
@@ -26,19 +56,44 @@ pub struct BatchCache {
     entries: VecDeque<Entry>,
     bytes: usize,
     budget_bytes: usize,
+    shared: Option<Rc<CacheBudget>>,
     hits: u64,
     misses: u64,
 }
 
 impl BatchCache {
     pub fn new(budget_bytes: usize) -> Self {
+        Self::with_shared(budget_bytes, None)
+    }
+
+    /// A cache of at most `budget_bytes` that also counts against `shared`.
+    pub fn with_shared(budget_bytes: usize, shared: Option<Rc<CacheBudget>>) -> Self {
         BatchCache {
             entries: VecDeque::new(),
             bytes: 0,
             budget_bytes,
+            shared,
             hits: 0,
             misses: 0,
         }
+    }
+
+    fn add_bytes(&mut self, n: usize) {
+        self.bytes += n;
+        if let Some(s) = &self.shared {
+            s.used.set(s.used.get() + n);
+        }
+    }
+
+    fn sub_bytes(&mut self, n: usize) {
+        self.bytes -= n;
+        if let Some(s) = &self.shared {
+            s.used.set(s.used.get() - n);
+        }
+    }
+
+    fn shared_over(&self) -> bool {
+        self.shared.as_ref().is_some_and(|s| s.over())
     }
 
     /// Adds the batch that was just appended, covering `[base_offset, next_offset)`.
@@ -53,15 +108,17 @@ impl BatchCache {
             self.clear();
             return;
         }
-        self.bytes += batch.len();
+        self.add_bytes(batch.len());
         self.entries.push_back(Entry {
             base_offset,
             next_offset,
             batch,
         });
-        while self.bytes > self.budget_bytes {
+        // Evict our oldest while over our own budget, or while the shard is
+        // over its budget (but keep the batch just added).
+        while self.bytes > self.budget_bytes || (self.shared_over() && self.entries.len() > 1) {
             match self.entries.pop_front() {
-                Some(old) => self.bytes -= old.batch.len(),
+                Some(old) => self.sub_bytes(old.batch.len()),
                 None => break,
             }
         }
@@ -110,14 +167,15 @@ impl BatchCache {
                 break;
             }
             if let Some(e) = self.entries.pop_back() {
-                self.bytes -= e.batch.len();
+                self.sub_bytes(e.batch.len());
             }
         }
     }
 
     pub fn clear(&mut self) {
         self.entries.clear();
-        self.bytes = 0;
+        let held = self.bytes;
+        self.sub_bytes(held);
     }
 
     pub fn bytes(&self) -> usize {
@@ -127,6 +185,12 @@ impl BatchCache {
     /// (hits, misses) since the cache was made.
     pub fn hit_counts(&self) -> (u64, u64) {
         (self.hits, self.misses)
+    }
+}
+
+impl Drop for BatchCache {
+    fn drop(&mut self) {
+        self.clear();
     }
 }
 
@@ -175,5 +239,26 @@ mod tests {
         cache.insert(12, 13, batch(300));
         assert_eq!(cache.bytes(), 0);
         assert!(cache.read(12, 10, i64::MAX).is_none());
+    }
+
+    #[test]
+    fn shared_budget_bounds_all_caches_and_is_released() {
+        let budget = CacheBudget::new(300);
+        let mut a = BatchCache::with_shared(1000, Some(budget.clone()));
+        let mut b = BatchCache::with_shared(1000, Some(budget.clone()));
+        a.insert(0, 1, batch(100));
+        a.insert(1, 2, batch(100));
+        b.insert(0, 1, batch(100));
+        assert_eq!(budget.used_bytes(), 300);
+        // b goes over the shard budget: it evicts its own oldest first, but
+        // keeps the batch it just added.
+        b.insert(1, 2, batch(100));
+        assert_eq!((a.bytes(), b.bytes(), budget.used_bytes()), (200, 100, 300));
+        a.insert(2, 3, batch(100));
+        assert_eq!((a.bytes(), budget.used_bytes()), (200, 300));
+        drop(a);
+        assert_eq!(budget.used_bytes(), 100);
+        b.truncate_to(0);
+        assert_eq!(budget.used_bytes(), 0);
     }
 }

@@ -135,6 +135,16 @@ impl Log {
     /// scanned from its checkpoint (or from the start), every batch's length,
     /// CRC and offset checked, and the log is cut at the first bad byte.
     pub async fn open(dir: impl Into<PathBuf>, config: LogConfig) -> Result<Log> {
+        Self::open_with_cache_budget(dir, config, None).await
+    }
+
+    /// As [`Log::open`], with the batch cache also counting against a
+    /// budget shared by the logs of a shard.
+    pub async fn open_with_cache_budget(
+        dir: impl Into<PathBuf>,
+        config: LogConfig,
+        cache_budget: Option<Rc<super::CacheBudget>>,
+    ) -> Result<Log> {
         config.validate()?;
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::io("creating log directory", &dir, e))?;
@@ -220,7 +230,7 @@ impl Log {
             state: RefCell::new(State {
                 segments,
                 writer,
-                cache: BatchCache::new(config.cache_bytes_max),
+                cache: BatchCache::with_shared(config.cache_bytes_max, cache_budget),
                 unsynced_bytes: 0,
                 last_sync: Instant::now(),
                 failed: None,

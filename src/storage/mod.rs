@@ -13,7 +13,7 @@ mod probe;
 pub mod segment;
 mod writer;
 
-pub use cache::BatchCache;
+pub use cache::{BatchCache, CacheBudget};
 pub use error::{Result, StorageError};
 pub use log::{AppendInfo, Log, LogRead, RetentionOutcome};
 pub use writer::BLOCK_BYTES;
