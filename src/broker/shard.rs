@@ -85,7 +85,9 @@ pub struct Shard {
     pub id: usize,
     pub config: Arc<ServeConfig>,
     pub meta: Arc<MetadataStore>,
-    partitions: RefCell<HashMap<(String, u32), Rc<Partition>>>,
+    /// topic -> partition index -> partition; looked up by `&str`, so the
+    /// per-request lookup allocates nothing.
+    partitions: RefCell<HashMap<String, HashMap<u32, Rc<Partition>>>>,
     mesh: Senders<ShardMsg>,
     /// `peer_of_shard[s]` is shard s's id in the mesh.
     peer_of_shard: Vec<usize>,
@@ -141,16 +143,20 @@ impl Shard {
     }
 
     fn partition(&self, topic: &str, partition: u32) -> Option<Rc<Partition>> {
-        self.partitions.borrow().get(&(topic.to_string(), partition)).cloned()
+        self.partitions.borrow().get(topic)?.get(&partition).cloned()
     }
 
     pub fn partition_count(&self) -> usize {
-        self.partitions.borrow().len()
+        self.partitions.borrow().values().map(HashMap::len).sum()
     }
 
     /// Every partition this shard owns.
     pub fn partitions(&self) -> Vec<Rc<Partition>> {
-        self.partitions.borrow().values().cloned().collect()
+        self.partitions
+            .borrow()
+            .values()
+            .flat_map(|t| t.values().cloned())
+            .collect()
     }
 
     /// Sends `msg` to shard `to` and waits for the reply it carries.
@@ -181,7 +187,9 @@ impl Shard {
             let part = Rc::new(Partition::new(topic.name.clone(), p as u32, log));
             self.partitions
                 .borrow_mut()
-                .insert((topic.name.clone(), p as u32), part);
+                .entry(topic.name.clone())
+                .or_default()
+                .insert(p as u32, part);
             self.metrics.partitions.fetch_add(1, Relaxed);
         }
         Ok(())
@@ -189,11 +197,12 @@ impl Shard {
 
     /// Closes and deletes this shard's partitions of `topic`.
     async fn remove_topic(&self, topic: &str) {
-        let doomed: Vec<Rc<Partition>> = {
-            let mut parts = self.partitions.borrow_mut();
-            let keys: Vec<_> = parts.keys().filter(|(t, _)| t == topic).cloned().collect();
-            keys.into_iter().filter_map(|k| parts.remove(&k)).collect()
-        };
+        let doomed: Vec<Rc<Partition>> = self
+            .partitions
+            .borrow_mut()
+            .remove(topic)
+            .map(|t| t.into_values().collect())
+            .unwrap_or_default();
         for part in doomed {
             self.metrics.partitions.fetch_sub(1, Relaxed);
             let dir = part.log().dir().to_path_buf();
@@ -206,7 +215,12 @@ impl Shard {
 
     /// Flushes and closes every log (clean shutdown).
     pub async fn close_all(&self) {
-        let parts: Vec<Rc<Partition>> = self.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
+        let parts: Vec<Rc<Partition>> = self
+            .partitions
+            .borrow_mut()
+            .drain()
+            .flat_map(|(_, t)| t.into_values())
+            .collect();
         for part in parts {
             let log = part.log().clone();
             drop(part);
