@@ -243,14 +243,7 @@ impl Connection {
     /// Like `request` with an explicit timeout (a long-polling fetch waits
     /// its max wait on top of the usual timeout).
     pub async fn request_with_timeout(&self, req: Request, limit: Duration) -> Result<Response, ClientError> {
-        self.inner.shared.check_open()?;
-        let api = req.api();
-        if !self.supports(api) {
-            return Err(ClientError::Unsupported {
-                api,
-                version: REQUEST_VERSION,
-            });
-        }
+        let api = self.ready_for(&req)?;
         let header = self.header(api);
         let correlation_id = header.correlation_id;
         // However this ends (answer, timeout, caller gone), the waiter goes.
@@ -284,6 +277,18 @@ impl Connection {
     /// Sends `req` without waiting for an answer (a produce with acks 0,
     /// which the broker never answers). Done once the frame is queued.
     pub async fn send_only(&self, req: Request) -> Result<(), ClientError> {
+        let api = self.ready_for(&req)?;
+        let chunks = native::encode_request(&self.header(api), &req);
+        match timeout(self.inner.request_timeout, self.inner.outbox.send(chunks)).await {
+            Some(Ok(())) => Ok(()),
+            Some(Err(_)) => Err(self.closed_error()),
+            None => Err(ClientError::Timeout(self.inner.request_timeout)),
+        }
+    }
+
+    /// The request's api, once the connection is open and the broker
+    /// speaks that api at our version.
+    fn ready_for(&self, req: &Request) -> Result<ApiKey, ClientError> {
         self.inner.shared.check_open()?;
         let api = req.api();
         if !self.supports(api) {
@@ -292,12 +297,7 @@ impl Connection {
                 version: REQUEST_VERSION,
             });
         }
-        let chunks = native::encode_request(&self.header(api), &req);
-        match timeout(self.inner.request_timeout, self.inner.outbox.send(chunks)).await {
-            Some(Ok(())) => Ok(()),
-            Some(Err(_)) => Err(self.closed_error()),
-            None => Err(ClientError::Timeout(self.inner.request_timeout)),
-        }
+        Ok(api)
     }
 
     fn closed_error(&self) -> ClientError {
