@@ -21,6 +21,7 @@ pub enum ErrorCode {
     NotLeaderOrFollower = 6,
     RequestTimedOut = 7,
     MessageTooLarge = 10,
+    OffsetMetadataTooLarge = 12,
     CoordinatorLoadInProgress = 14,
     CoordinatorNotAvailable = 15,
     NotCoordinator = 16,
@@ -63,6 +64,7 @@ impl ErrorCode {
             6 => NotLeaderOrFollower,
             7 => RequestTimedOut,
             10 => MessageTooLarge,
+            12 => OffsetMetadataTooLarge,
             14 => CoordinatorLoadInProgress,
             15 => CoordinatorNotAvailable,
             16 => NotCoordinator,
@@ -98,6 +100,9 @@ impl ErrorCode {
                 | ErrorCode::RequestTimedOut
                 | ErrorCode::NotEnoughReplicas
                 | ErrorCode::UnknownTopicOrPartition
+                | ErrorCode::CoordinatorLoadInProgress
+                | ErrorCode::CoordinatorNotAvailable
+                | ErrorCode::NotCoordinator
         )
     }
 }
@@ -119,10 +124,20 @@ pub enum ApiKey {
     Produce = 4,
     Fetch = 5,
     ListOffsets = 6,
+    FindCoordinator = 7,
+    JoinGroup = 8,
+    SyncGroup = 9,
+    Heartbeat = 10,
+    LeaveGroup = 11,
+    OffsetCommit = 12,
+    OffsetFetch = 13,
+    ListGroups = 14,
+    DescribeGroups = 15,
+    DeleteGroups = 16,
 }
 
 impl ApiKey {
-    pub const ALL: [ApiKey; 7] = [
+    pub const ALL: [ApiKey; 17] = [
         ApiKey::ApiVersions,
         ApiKey::Metadata,
         ApiKey::CreateTopics,
@@ -130,6 +145,16 @@ impl ApiKey {
         ApiKey::Produce,
         ApiKey::Fetch,
         ApiKey::ListOffsets,
+        ApiKey::FindCoordinator,
+        ApiKey::JoinGroup,
+        ApiKey::SyncGroup,
+        ApiKey::Heartbeat,
+        ApiKey::LeaveGroup,
+        ApiKey::OffsetCommit,
+        ApiKey::OffsetFetch,
+        ApiKey::ListGroups,
+        ApiKey::DescribeGroups,
+        ApiKey::DeleteGroups,
     ];
 
     pub fn from_u16(v: u16) -> Option<ApiKey> {
@@ -249,6 +274,100 @@ pub struct ListOffsetsTopic {
     pub partitions: Vec<ListOffsetsPartition>,
 }
 
+/// One assignment protocol a joining member supports, in preference order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinGroupProtocol {
+    /// The assignor name, e.g. "range".
+    pub name: String,
+    /// Opaque to the coordinator (for consumers: the ConsumerProtocol subscription).
+    pub metadata: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinGroupRequest {
+    pub group_id: String,
+    pub session_timeout_ms: u32,
+    pub rebalance_timeout_ms: u32,
+    /// Empty for a member joining for the first time.
+    pub member_id: String,
+    /// Static membership (KIP-345); `None` for dynamic members.
+    pub group_instance_id: Option<String>,
+    pub protocol_type: String,
+    pub protocols: Vec<JoinGroupProtocol>,
+}
+
+/// The assignment the group leader hands one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberAssignment {
+    pub member_id: String,
+    /// Opaque to the coordinator (for consumers: the ConsumerProtocol assignment).
+    pub assignment: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncGroupRequest {
+    pub group_id: String,
+    pub generation_id: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    /// Only the leader sends assignments; followers send none.
+    pub assignments: Vec<MemberAssignment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatRequest {
+    pub group_id: String,
+    pub generation_id: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeavingMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaveGroupRequest {
+    pub group_id: String,
+    pub members: Vec<LeavingMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommitPartition {
+    pub partition: u32,
+    pub offset: i64,
+    /// -1 when unknown.
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommitTopic {
+    pub name: String,
+    pub partitions: Vec<OffsetCommitPartition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommitRequest {
+    pub group_id: String,
+    /// -1 with an empty member id: a commit from outside the group protocol
+    /// (manual assignment), accepted only while the group has no members.
+    pub generation_id: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub topics: Vec<OffsetCommitTopic>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetFetchTopic {
+    pub name: String,
+    pub partitions: Vec<u32>,
+}
+
 /// A request body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -277,6 +396,30 @@ pub enum Request {
     ListOffsets {
         topics: Vec<ListOffsetsTopic>,
     },
+    /// Which broker (and shard) coordinates `group_id`.
+    FindCoordinator {
+        group_id: String,
+    },
+    JoinGroup(JoinGroupRequest),
+    SyncGroup(SyncGroupRequest),
+    Heartbeat(HeartbeatRequest),
+    LeaveGroup(LeaveGroupRequest),
+    OffsetCommit(OffsetCommitRequest),
+    /// `topics: None` fetches every committed offset of the group.
+    OffsetFetch {
+        group_id: String,
+        topics: Option<Vec<OffsetFetchTopic>>,
+    },
+    /// Empty `states` lists groups in any state.
+    ListGroups {
+        states: Vec<String>,
+    },
+    DescribeGroups {
+        groups: Vec<String>,
+    },
+    DeleteGroups {
+        groups: Vec<String>,
+    },
 }
 
 impl Request {
@@ -289,6 +432,16 @@ impl Request {
             Request::Produce { .. } => ApiKey::Produce,
             Request::Fetch { .. } => ApiKey::Fetch,
             Request::ListOffsets { .. } => ApiKey::ListOffsets,
+            Request::FindCoordinator { .. } => ApiKey::FindCoordinator,
+            Request::JoinGroup(_) => ApiKey::JoinGroup,
+            Request::SyncGroup(_) => ApiKey::SyncGroup,
+            Request::Heartbeat(_) => ApiKey::Heartbeat,
+            Request::LeaveGroup(_) => ApiKey::LeaveGroup,
+            Request::OffsetCommit(_) => ApiKey::OffsetCommit,
+            Request::OffsetFetch { .. } => ApiKey::OffsetFetch,
+            Request::ListGroups { .. } => ApiKey::ListGroups,
+            Request::DescribeGroups { .. } => ApiKey::DescribeGroups,
+            Request::DeleteGroups { .. } => ApiKey::DeleteGroups,
         }
     }
 }
@@ -386,6 +539,124 @@ pub struct ListOffsetsTopicResponse {
     pub partitions: Vec<ListOffsetsPartitionResponse>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoordinatorInfo {
+    pub error: ErrorCode,
+    pub node_id: i32,
+    pub host: String,
+    /// The broker's shared native port.
+    pub port: u16,
+    /// The shard that runs the coordinator, and its own port.
+    pub shard: u32,
+    pub shard_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinGroupMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub metadata: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinGroupResponse {
+    pub error: ErrorCode,
+    pub generation_id: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    /// The id this member must use from now on (assigned on first join).
+    pub member_id: String,
+    /// Every member with the chosen protocol's metadata: only for the leader.
+    pub members: Vec<JoinGroupMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncGroupResponse {
+    pub error: ErrorCode,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignment: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub error: ErrorCode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaveGroupResponse {
+    pub error: ErrorCode,
+    pub members: Vec<LeftMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionError {
+    pub partition: u32,
+    pub error: ErrorCode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommitTopicResponse {
+    pub name: String,
+    pub partitions: Vec<PartitionError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetFetchPartitionResponse {
+    pub partition: u32,
+    /// -1 when the group has no committed offset for the partition.
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub error: ErrorCode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetFetchTopicResponse {
+    pub name: String,
+    pub partitions: Vec<OffsetFetchPartitionResponse>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedGroup {
+    pub group_id: String,
+    pub protocol_type: String,
+    /// Kafka's names: Empty, PreparingRebalance, CompletingRebalance, Stable, Dead.
+    pub state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    /// The chosen protocol's metadata this member joined with.
+    pub metadata: Bytes,
+    /// What the leader assigned it in the current generation.
+    pub assignment: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedGroup {
+    pub group_id: String,
+    pub error: ErrorCode,
+    pub state: String,
+    pub protocol_type: String,
+    /// The chosen assignor, empty unless Stable or CompletingRebalance.
+    pub protocol_name: String,
+    pub members: Vec<DescribedMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupResult {
+    pub group_id: String,
+    pub error: ErrorCode,
+}
+
 /// A response body. `Error` answers a request that could not be decoded
 /// or is not supported, so the client learns why instead of being dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -411,6 +682,30 @@ pub enum Response {
     },
     ListOffsets {
         topics: Vec<ListOffsetsTopicResponse>,
+    },
+    FindCoordinator(CoordinatorInfo),
+    JoinGroup(JoinGroupResponse),
+    SyncGroup(SyncGroupResponse),
+    Heartbeat {
+        error: ErrorCode,
+    },
+    LeaveGroup(LeaveGroupResponse),
+    OffsetCommit {
+        topics: Vec<OffsetCommitTopicResponse>,
+    },
+    OffsetFetch {
+        error: ErrorCode,
+        topics: Vec<OffsetFetchTopicResponse>,
+    },
+    ListGroups {
+        error: ErrorCode,
+        groups: Vec<ListedGroup>,
+    },
+    DescribeGroups {
+        groups: Vec<DescribedGroup>,
+    },
+    DeleteGroups {
+        groups: Vec<GroupResult>,
     },
     Error {
         error: ErrorCode,

@@ -11,8 +11,11 @@ use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::api::{Acks, FlushConfig, TopicConfig, TopicInfo};
-use crate::client::{Client, ClientConfig, ClientError, Consumer, ConsumerConfig, Producer, ProducerConfig, SeekTo};
+use crate::api::{Acks, FlushConfig, OffsetSpec, TopicConfig, TopicInfo};
+use crate::client::{
+    Client, ClientConfig, ClientError, Consumer, ConsumerConfig, GroupConfig, GroupConsumer, OffsetReset, Producer,
+    ProducerConfig, SeekTo,
+};
 use crate::record::Compression;
 
 /// Where every command connects unless told otherwise.
@@ -44,6 +47,57 @@ pub enum ClientCommand {
     Produce(ProduceArgs),
     /// Print a topic's records to stdout, one per line.
     Consume(ConsumeArgs),
+    /// List, describe, reset or delete consumer groups.
+    Group(GroupArgs),
+}
+
+/// `sluice group ...`
+#[derive(Debug, clap::Args)]
+pub struct GroupArgs {
+    #[command(subcommand)]
+    pub command: GroupCommand,
+}
+
+/// What to do with consumer groups.
+#[derive(Debug, clap::Subcommand)]
+pub enum GroupCommand {
+    /// List groups (with members or committed offsets) and their states.
+    List {
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Show a group's state and members, and per partition the committed
+    /// offset, the log end and the lag.
+    Describe {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// The group id.
+        group: String,
+    },
+    /// Set a group's committed offsets for a topic (the group must have no
+    /// members).
+    ResetOffsets {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// The group id.
+        group: String,
+        /// The topic whose offsets to set.
+        #[arg(long)]
+        topic: String,
+        /// Only this partition (default: all).
+        #[arg(long)]
+        partition: Option<u32>,
+        /// earliest, latest, or an offset.
+        #[arg(long, value_parser = parse_from)]
+        to: SeekTo,
+    },
+    /// Delete a group without members, with its committed offsets.
+    Delete {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// The group id.
+        group: String,
+    },
 }
 
 /// `sluice topic ...`
@@ -146,6 +200,17 @@ pub struct ConsumeArgs {
     /// The separator --print-key puts between key and value.
     #[arg(long, value_name = "SEP", default_value = "\t")]
     pub key_separator: String,
+    /// Consume as a member of this consumer group: partitions are shared
+    /// with the group's other members, reading starts at the group's
+    /// committed offsets (else per --from: earliest or latest), and the
+    /// position is committed after every printed batch. Runs until --count
+    /// records or SIGINT/SIGTERM, then leaves the group.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// With --group: how long the coordinator waits for a heartbeat before
+    /// it gives this member's partitions to the others.
+    #[arg(long, default_value_t = 10_000)]
+    pub session_timeout_ms: u64,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -245,6 +310,13 @@ pub fn format_topic_config(c: &TopicConfig) -> String {
 
 /// Runs a client command to completion; returns the process exit code.
 pub fn run(cmd: ClientCommand) -> i32 {
+    // A group member leaves its group on SIGINT/SIGTERM. The signals must be
+    // blocked before the runtime starts its threads, or one of those takes
+    // the signal and the process dies without leaving.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if matches!(&cmd, ClientCommand::Consume(c) if c.group.is_some()) {
+        crate::server::install_signal_thread(stop.clone());
+    }
     let ex = match LocalExecutorBuilder::new(Placement::Unbound).io_memory(1 << 20).make() {
         Ok(ex) => ex,
         Err(e) => {
@@ -256,7 +328,8 @@ pub fn run(cmd: ClientCommand) -> i32 {
         let result = match cmd {
             ClientCommand::Topic(t) => topic(t.command).await,
             ClientCommand::Produce(p) => produce(p).await,
-            ClientCommand::Consume(c) => consume(c).await,
+            ClientCommand::Consume(c) => consume(c, &stop).await,
+            ClientCommand::Group(g) => group(g.command).await,
         };
         match result {
             Ok(()) => 0,
@@ -320,6 +393,132 @@ async fn topic(cmd: TopicCommand) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+async fn group(cmd: GroupCommand) -> Result<(), Failure> {
+    match cmd {
+        GroupCommand::List { connect: c } => {
+            let client = connect(&c).await?;
+            for g in client.list_groups().await? {
+                println!("{}\t{}\t{}", g.group_id, g.state, g.protocol_type);
+            }
+        }
+        GroupCommand::Describe { connect: c, group } => {
+            let client = connect(&c).await?;
+            let described = client.describe_group(&group).await?;
+            let committed = client.group_offsets(&group).await?;
+            let mut ends = Vec::new();
+            let mut topics: Vec<&str> = committed.iter().map(|(t, ..)| t.as_str()).collect();
+            topics.dedup();
+            for topic in topics {
+                let parts: Vec<(u32, OffsetSpec)> = committed
+                    .iter()
+                    .filter(|(t, ..)| t == topic)
+                    .map(|(_, p, ..)| (*p, OffsetSpec::Latest))
+                    .collect();
+                for (p, end) in client.list_offsets(topic, &parts).await? {
+                    ends.push((topic.to_string(), p, end.ok()));
+                }
+            }
+            print!("{}", describe_group(&described, &committed, &ends));
+        }
+        GroupCommand::ResetOffsets {
+            connect: c,
+            group,
+            topic,
+            partition,
+            to,
+        } => {
+            let client = connect(&c).await?;
+            let partitions: Vec<u32> = match partition {
+                Some(p) => vec![p],
+                None => (0..client.partition_count(&topic).await?).collect(),
+            };
+            let targets: Vec<(u32, Result<i64, crate::api::ErrorCode>)> = match to {
+                SeekTo::Offset(o) => partitions.iter().map(|&p| (p, Ok(o))).collect(),
+                SeekTo::Earliest | SeekTo::Latest | SeekTo::Timestamp(_) => {
+                    let spec = match to {
+                        SeekTo::Earliest => OffsetSpec::Earliest,
+                        SeekTo::Timestamp(ts) => OffsetSpec::Timestamp(ts),
+                        _ => OffsetSpec::Latest,
+                    };
+                    let specs: Vec<(u32, OffsetSpec)> = partitions.iter().map(|&p| (p, spec)).collect();
+                    client.list_offsets(&topic, &specs).await?
+                }
+            };
+            let mut offsets = Vec::new();
+            for (p, target) in targets {
+                let o = target.map_err(|e| Failure::Failed(format!("looking up {topic}-{p}: {e}")))?;
+                offsets.push((topic.clone(), p, o));
+            }
+            client.set_group_offsets(&group, &offsets).await?;
+            for (t, p, o) in &offsets {
+                println!("{group}\t{t}\t{p}\t{o}");
+            }
+        }
+        GroupCommand::Delete { connect: c, group } => {
+            let client = connect(&c).await?;
+            client.delete_group(&group).await?;
+            println!("deleted group {group}");
+        }
+    }
+    Ok(())
+}
+
+/// The text `group describe` prints: the group, its members and what each
+/// was assigned, then per committed partition the offset, log end and lag.
+pub fn describe_group(
+    g: &crate::api::DescribedGroup,
+    committed: &[(String, u32, i64, Option<String>)],
+    ends: &[(String, u32, Option<i64>)],
+) -> String {
+    use crate::group::consumer_protocol::Assignment;
+    use std::fmt::Write as _;
+    let mut out = format!(
+        "group: {}\nstate: {}\nprotocol: {} {}\nmembers: {}\n",
+        g.group_id,
+        g.state,
+        g.protocol_type,
+        g.protocol_name,
+        g.members.len()
+    );
+    let mut owner: Vec<((String, u32), String)> = Vec::new();
+    for m in &g.members {
+        let assigned = Assignment::decode(&m.assignment)
+            .map(|a| a.partitions)
+            .unwrap_or_default();
+        let list: Vec<String> = assigned
+            .iter()
+            .flat_map(|(t, ps)| ps.iter().map(move |p| format!("{t}-{p}")))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {} client={} host={} partitions=[{}]",
+            m.member_id,
+            m.client_id,
+            m.client_host,
+            list.join(",")
+        );
+        for (t, ps) in assigned {
+            for p in ps {
+                owner.push(((t.clone(), p as u32), m.member_id.clone()));
+            }
+        }
+    }
+    let _ = writeln!(out, "TOPIC\tPARTITION\tCOMMITTED\tLOG-END\tLAG\tMEMBER");
+    for (t, p, offset, _) in committed {
+        let end = ends.iter().find(|(et, ep, _)| et == t && ep == p).and_then(|e| e.2);
+        let (end_s, lag_s) = match end {
+            Some(e) => (e.to_string(), (e - offset).max(0).to_string()),
+            None => ("-".to_string(), "-".to_string()),
+        };
+        let member = owner
+            .iter()
+            .find(|((ot, op), _)| ot == t && op == p)
+            .map_or("-", |(_, m)| m.as_str());
+        let _ = writeln!(out, "{t}\t{p}\t{offset}\t{end_s}\t{lag_s}\t{member}");
+    }
+    out
 }
 
 /// The text `topic describe` prints.
@@ -457,7 +656,10 @@ async fn produce(args: ProduceArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn consume(args: ConsumeArgs) -> Result<(), Failure> {
+async fn consume(args: ConsumeArgs, stop: &std::sync::atomic::AtomicBool) -> Result<(), Failure> {
+    if let Some(group) = args.group.clone() {
+        return consume_group(args, group, stop).await;
+    }
     let client = connect(&args.connect).await?;
     let n = client
         .partition_count(&args.topic)
@@ -518,6 +720,74 @@ async fn consume(args: ConsumeArgs) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// `consume --group`: a group member that prints what it is given and
+/// commits after each printed batch (at-least-once: a crash between print
+/// and commit prints the batch again after the rebalance).
+async fn consume_group(args: ConsumeArgs, group: String, stop: &std::sync::atomic::AtomicBool) -> Result<(), Failure> {
+    if args.partition.is_some() {
+        return Err(Failure::Usage("--partition and --group exclude each other".into()));
+    }
+    let reset = match args.from {
+        SeekTo::Earliest => OffsetReset::Earliest,
+        SeekTo::Latest => OffsetReset::Latest,
+        _ => return Err(Failure::Usage("with --group, --from must be earliest or latest".into())),
+    };
+    let client = connect(&args.connect).await?;
+    let consumer_config = ConsumerConfig {
+        reset,
+        ..ConsumerConfig::default()
+    };
+    let session = Duration::from_millis(args.session_timeout_ms);
+    let group_config = GroupConfig {
+        auto_commit: false,
+        session_timeout: session,
+        heartbeat_interval: session / 3,
+        ..GroupConfig::new(&group)
+    };
+    let mut consumer = GroupConsumer::new(client, consumer_config, group_config);
+    consumer.subscribe(&[args.topic.as_str()]);
+    let limit = args.count.unwrap_or(u64::MAX);
+    let mut printed = 0u64;
+    let stdout = std::io::stdout();
+    let mut result = Ok(());
+    while printed < limit && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let records = match consumer.poll(CONSUME_POLL).await {
+            Ok(r) => r,
+            Err(e) => {
+                result = Err(Failure::from(e));
+                break;
+            }
+        };
+        if records.is_empty() {
+            continue;
+        }
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        // The next offset to read per partition, once printed.
+        let mut next = std::collections::BTreeMap::new();
+        for r in records {
+            if printed >= limit {
+                break;
+            }
+            if let Err(e) = print_record(&mut out, &r, args.print_key.then_some(args.key_separator.as_str())) {
+                return stdout_failed(e);
+            }
+            printed += 1;
+            next.insert((r.topic.clone(), r.partition), r.offset + 1);
+        }
+        if let Err(e) = out.flush() {
+            return stdout_failed(e);
+        }
+        let done: Vec<(String, u32, i64)> = next.into_iter().map(|((t, p), o)| (t.to_string(), p, o)).collect();
+        if let Err(e) = consumer.commit_offsets(&done).await {
+            tracing::warn!(error = %e, "commit failed; the group rebalanced, records may be printed again");
+        }
+    }
+    if let Err(e) = consumer.close().await {
+        tracing::warn!(error = %e, "leaving the group failed");
+    }
+    result
 }
 
 /// A closed stdout (`| head`) ends the command quietly.

@@ -31,6 +31,10 @@ pub struct ServeArgs {
     /// Shard i also listens on this port + i (default: native port + 1).
     #[arg(long)]
     pub shard_port_base: Option<u16>,
+    /// How long a new consumer group waits for more members before its first
+    /// rebalance (Kafka's group.initial.rebalance.delay.ms).
+    #[arg(long)]
+    pub group_initial_rebalance_delay_ms: Option<u32>,
 }
 
 /// The TOML file: the same keys as the flags plus the broker's limits.
@@ -54,6 +58,11 @@ struct FileConfig {
     retention_bytes: Option<i64>,
     max_message_bytes: Option<u32>,
     flush: Option<String>,
+    offsets_topic_partitions: Option<u32>,
+    offsets_retention_ms: Option<i64>,
+    group_initial_rebalance_delay_ms: Option<u32>,
+    group_min_session_timeout_ms: Option<u32>,
+    group_max_session_timeout_ms: Option<u32>,
 }
 
 /// The broker's resolved configuration.
@@ -84,6 +93,14 @@ pub struct ServeConfig {
     pub spin_before_park_us: u64,
     /// Topic defaults; a topic's own config overrides them.
     pub topic_defaults: TopicConfig,
+    /// Partitions of `__consumer_offsets` when it is first created.
+    pub offsets_topic_partitions: u32,
+    /// Committed offsets of a group without members are removed this long
+    /// after its newest commit.
+    pub offsets_retention_ms: i64,
+    pub group_initial_rebalance_delay_ms: u32,
+    pub group_min_session_timeout_ms: u32,
+    pub group_max_session_timeout_ms: u32,
 }
 
 impl Default for ServeConfig {
@@ -110,6 +127,11 @@ impl Default for ServeConfig {
                 max_message_bytes: Some(1 << 20),
                 flush: Some(FlushConfig::EveryAppend),
             },
+            offsets_topic_partitions: 8,
+            offsets_retention_ms: 7 * 24 * 3600 * 1000,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 300_000,
         }
     }
 }
@@ -151,6 +173,11 @@ impl ServeConfig {
             take!(cache_bytes_max_per_partition);
             take!(cache_bytes_max_per_shard);
             take!(spin_before_park_us);
+            take!(offsets_topic_partitions);
+            take!(offsets_retention_ms);
+            take!(group_initial_rebalance_delay_ms);
+            take!(group_min_session_timeout_ms);
+            take!(group_max_session_timeout_ms);
             if let Some(v) = file.shard_port_base {
                 cfg.shard_port_base = v;
                 shard_base_set = true;
@@ -180,6 +207,9 @@ impl ServeConfig {
             cfg.shard_port_base = v;
             shard_base_set = true;
         }
+        if let Some(v) = args.group_initial_rebalance_delay_ms {
+            cfg.group_initial_rebalance_delay_ms = v;
+        }
         if !shard_base_set {
             cfg.shard_port_base = cfg.native_addr.port().saturating_add(1);
         }
@@ -196,6 +226,12 @@ impl ServeConfig {
         }
         if self.frame_bytes_max < 1024 {
             return Err("frame_bytes_max must be at least 1024".into());
+        }
+        if self.offsets_topic_partitions == 0 || self.offsets_topic_partitions > 1000 {
+            return Err("offsets_topic_partitions must be 1..=1000".into());
+        }
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
+            return Err("group_min_session_timeout_ms is above group_max_session_timeout_ms".into());
         }
         Ok(())
     }

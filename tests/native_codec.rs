@@ -208,6 +208,180 @@ fn requests() -> Vec<Request> {
             }],
         },
     ]
+    .into_iter()
+    .chain(group_requests())
+    .collect()
+}
+
+/// The group APIs, with every `None` vs `Some("")` and absent vs empty
+/// distinction the model makes.
+fn group_requests() -> Vec<Request> {
+    let protocol = |name: &str, metadata: &'static [u8]| JoinGroupProtocol {
+        name: name.into(),
+        metadata: Bytes::from_static(metadata),
+    };
+    let join = |member_id: &str, group_instance_id: Option<&str>, protocols| {
+        Request::JoinGroup(JoinGroupRequest {
+            group_id: "payments-consumers".into(),
+            session_timeout_ms: 45_000,
+            rebalance_timeout_ms: 300_000,
+            member_id: member_id.into(),
+            group_instance_id: group_instance_id.map(Into::into),
+            protocol_type: "consumer".into(),
+            protocols,
+        })
+    };
+    let commit_partition = |partition, leader_epoch, metadata: Option<&str>| OffsetCommitPartition {
+        partition,
+        offset: 1_000 + i64::from(partition),
+        leader_epoch,
+        metadata: metadata.map(Into::into),
+    };
+    vec![
+        Request::FindCoordinator {
+            group_id: "payments-consumers".into(),
+        },
+        Request::FindCoordinator {
+            group_id: String::new(),
+        },
+        join(
+            "",
+            None,
+            vec![protocol("cooperative-sticky", b"\x00\x01sub"), protocol("range", b"")],
+        ),
+        join("member-1-uuid", Some("host-1"), vec![protocol("range", &[0xff; 300])]),
+        join("member-1-uuid", Some(""), vec![]),
+        Request::JoinGroup(JoinGroupRequest {
+            group_id: String::new(),
+            session_timeout_ms: 0,
+            rebalance_timeout_ms: u32::MAX,
+            member_id: String::new(),
+            group_instance_id: None,
+            protocol_type: String::new(),
+            protocols: vec![],
+        }),
+        Request::SyncGroup(SyncGroupRequest {
+            group_id: "g".into(),
+            generation_id: 7,
+            member_id: "leader".into(),
+            group_instance_id: Some("host-1".into()),
+            protocol_type: Some("consumer".into()),
+            protocol_name: Some("range".into()),
+            assignments: vec![
+                MemberAssignment {
+                    member_id: "leader".into(),
+                    assignment: Bytes::from_static(b"\x00\x03assigned"),
+                },
+                MemberAssignment {
+                    member_id: String::new(),
+                    assignment: Bytes::new(),
+                },
+            ],
+        }),
+        Request::SyncGroup(SyncGroupRequest {
+            group_id: "g".into(),
+            generation_id: -1,
+            member_id: "follower".into(),
+            group_instance_id: None,
+            protocol_type: Some(String::new()),
+            protocol_name: None,
+            assignments: vec![],
+        }),
+        Request::Heartbeat(HeartbeatRequest {
+            group_id: "g".into(),
+            generation_id: 3,
+            member_id: "m".into(),
+            group_instance_id: None,
+        }),
+        Request::Heartbeat(HeartbeatRequest {
+            group_id: "g".into(),
+            generation_id: i32::MIN,
+            member_id: String::new(),
+            group_instance_id: Some(String::new()),
+        }),
+        Request::LeaveGroup(LeaveGroupRequest {
+            group_id: "g".into(),
+            members: vec![
+                LeavingMember {
+                    member_id: "m1".into(),
+                    group_instance_id: None,
+                },
+                LeavingMember {
+                    member_id: String::new(),
+                    group_instance_id: Some("host-2".into()),
+                },
+                LeavingMember {
+                    member_id: String::new(),
+                    group_instance_id: Some(String::new()),
+                },
+            ],
+        }),
+        Request::LeaveGroup(LeaveGroupRequest {
+            group_id: "g".into(),
+            members: vec![],
+        }),
+        Request::OffsetCommit(OffsetCommitRequest {
+            group_id: "g".into(),
+            generation_id: 7,
+            member_id: "m".into(),
+            group_instance_id: Some("host-1".into()),
+            topics: vec![
+                OffsetCommitTopic {
+                    name: "orders".into(),
+                    partitions: vec![
+                        commit_partition(0, -1, None),
+                        commit_partition(1, 0, Some("")),
+                        commit_partition(2, 5, Some("checkpoint 17")),
+                    ],
+                },
+                OffsetCommitTopic {
+                    name: "empty".into(),
+                    partitions: vec![],
+                },
+            ],
+        }),
+        // A manual-assignment commit from outside the group protocol.
+        Request::OffsetCommit(OffsetCommitRequest {
+            group_id: "g".into(),
+            generation_id: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+            topics: vec![],
+        }),
+        Request::OffsetFetch {
+            group_id: "g".into(),
+            topics: None,
+        },
+        Request::OffsetFetch {
+            group_id: "g".into(),
+            topics: Some(vec![]),
+        },
+        Request::OffsetFetch {
+            group_id: "g".into(),
+            topics: Some(vec![
+                OffsetFetchTopic {
+                    name: "orders".into(),
+                    partitions: vec![0, 3, u32::MAX],
+                },
+                OffsetFetchTopic {
+                    name: "none".into(),
+                    partitions: vec![],
+                },
+            ]),
+        },
+        Request::ListGroups { states: vec![] },
+        Request::ListGroups {
+            states: vec!["Stable".into(), "Empty".into(), String::new()],
+        },
+        Request::DescribeGroups { groups: vec![] },
+        Request::DescribeGroups {
+            groups: vec!["a".into(), String::new()],
+        },
+        Request::DeleteGroups { groups: vec![] },
+        Request::DeleteGroups {
+            groups: vec!["old-group".into()],
+        },
+    ]
 }
 
 fn partition_info(partition: u32, error: ErrorCode) -> PartitionInfo {
@@ -356,6 +530,263 @@ fn responses() -> Vec<(ApiKey, Response)> {
             },
         ),
     ]
+    .into_iter()
+    .chain(group_responses())
+    .collect()
+}
+
+fn group_responses() -> Vec<(ApiKey, Response)> {
+    let coordinator = |error, host: &str| CoordinatorInfo {
+        error,
+        node_id: 2,
+        host: host.into(),
+        port: 9092,
+        shard: 3,
+        shard_port: 9096,
+    };
+    let join_member = |id: &str, instance: Option<&str>, metadata: &'static [u8]| JoinGroupMember {
+        member_id: id.into(),
+        group_instance_id: instance.map(Into::into),
+        metadata: Bytes::from_static(metadata),
+    };
+    let fetched = |partition, offset, metadata: Option<&str>, error| OffsetFetchPartitionResponse {
+        partition,
+        offset,
+        leader_epoch: if offset < 0 { -1 } else { 4 },
+        metadata: metadata.map(Into::into),
+        error,
+    };
+    let described_member = |id: &str, instance: Option<&str>| DescribedMember {
+        member_id: id.into(),
+        group_instance_id: instance.map(Into::into),
+        client_id: "sluice-consumer".into(),
+        client_host: "/10.0.0.7".into(),
+        metadata: Bytes::from_static(b"\x00\x01subscription"),
+        assignment: Bytes::from_static(b"\x00\x03assignment"),
+    };
+    vec![
+        (
+            ApiKey::FindCoordinator,
+            Response::FindCoordinator(coordinator(ErrorCode::None, "broker-2.example")),
+        ),
+        (
+            ApiKey::FindCoordinator,
+            Response::FindCoordinator(coordinator(ErrorCode::CoordinatorNotAvailable, "")),
+        ),
+        (
+            ApiKey::JoinGroup,
+            Response::JoinGroup(JoinGroupResponse {
+                error: ErrorCode::None,
+                generation_id: 7,
+                protocol_type: Some("consumer".into()),
+                protocol_name: Some("range".into()),
+                leader: "m1".into(),
+                member_id: "m1".into(),
+                members: vec![
+                    join_member("m1", None, b"\x00\x01orders"),
+                    join_member("m2", Some("host-2"), b""),
+                    join_member("m3", Some(""), &[0; 64]),
+                ],
+            }),
+        ),
+        (
+            ApiKey::JoinGroup,
+            Response::JoinGroup(JoinGroupResponse {
+                error: ErrorCode::MemberIdRequired,
+                generation_id: -1,
+                protocol_type: None,
+                protocol_name: Some(String::new()),
+                leader: String::new(),
+                member_id: "assigned-id".into(),
+                members: vec![],
+            }),
+        ),
+        (
+            ApiKey::SyncGroup,
+            Response::SyncGroup(SyncGroupResponse {
+                error: ErrorCode::None,
+                protocol_type: Some("consumer".into()),
+                protocol_name: Some("range".into()),
+                assignment: Bytes::from_static(b"\x00\x03orders:0,1"),
+            }),
+        ),
+        (
+            ApiKey::SyncGroup,
+            Response::SyncGroup(SyncGroupResponse {
+                error: ErrorCode::RebalanceInProgress,
+                protocol_type: Some(String::new()),
+                protocol_name: None,
+                assignment: Bytes::new(),
+            }),
+        ),
+        (ApiKey::Heartbeat, Response::Heartbeat { error: ErrorCode::None }),
+        (
+            ApiKey::Heartbeat,
+            Response::Heartbeat {
+                error: ErrorCode::RebalanceInProgress,
+            },
+        ),
+        (
+            ApiKey::Heartbeat,
+            Response::Heartbeat {
+                error: ErrorCode::Unknown,
+            },
+        ),
+        (
+            ApiKey::LeaveGroup,
+            Response::LeaveGroup(LeaveGroupResponse {
+                error: ErrorCode::None,
+                members: vec![
+                    LeftMember {
+                        member_id: "m1".into(),
+                        group_instance_id: None,
+                        error: ErrorCode::None,
+                    },
+                    LeftMember {
+                        member_id: String::new(),
+                        group_instance_id: Some("host-9".into()),
+                        error: ErrorCode::UnknownMemberId,
+                    },
+                    LeftMember {
+                        member_id: "m3".into(),
+                        group_instance_id: Some(String::new()),
+                        error: ErrorCode::FencedInstanceId,
+                    },
+                ],
+            }),
+        ),
+        (
+            ApiKey::LeaveGroup,
+            Response::LeaveGroup(LeaveGroupResponse {
+                error: ErrorCode::NotCoordinator,
+                members: vec![],
+            }),
+        ),
+        (
+            ApiKey::OffsetCommit,
+            Response::OffsetCommit {
+                topics: vec![
+                    OffsetCommitTopicResponse {
+                        name: "orders".into(),
+                        partitions: vec![
+                            PartitionError {
+                                partition: 0,
+                                error: ErrorCode::None,
+                            },
+                            PartitionError {
+                                partition: 1,
+                                error: ErrorCode::IllegalGeneration,
+                            },
+                        ],
+                    },
+                    OffsetCommitTopicResponse {
+                        name: "empty".into(),
+                        partitions: vec![],
+                    },
+                ],
+            },
+        ),
+        (ApiKey::OffsetCommit, Response::OffsetCommit { topics: vec![] }),
+        (
+            ApiKey::OffsetFetch,
+            Response::OffsetFetch {
+                error: ErrorCode::None,
+                topics: vec![OffsetFetchTopicResponse {
+                    name: "orders".into(),
+                    partitions: vec![
+                        fetched(0, 42, Some("checkpoint"), ErrorCode::None),
+                        fetched(1, -1, None, ErrorCode::None),
+                        fetched(2, 0, Some(""), ErrorCode::None),
+                        fetched(3, -1, None, ErrorCode::UnknownTopicOrPartition),
+                    ],
+                }],
+            },
+        ),
+        (
+            ApiKey::OffsetFetch,
+            Response::OffsetFetch {
+                error: ErrorCode::CoordinatorLoadInProgress,
+                topics: vec![],
+            },
+        ),
+        (
+            ApiKey::ListGroups,
+            Response::ListGroups {
+                error: ErrorCode::None,
+                groups: vec![
+                    ListedGroup {
+                        group_id: "g1".into(),
+                        protocol_type: "consumer".into(),
+                        state: "Stable".into(),
+                    },
+                    ListedGroup {
+                        group_id: String::new(),
+                        protocol_type: String::new(),
+                        state: "Empty".into(),
+                    },
+                ],
+            },
+        ),
+        (
+            ApiKey::ListGroups,
+            Response::ListGroups {
+                error: ErrorCode::CoordinatorNotAvailable,
+                groups: vec![],
+            },
+        ),
+        (
+            ApiKey::DescribeGroups,
+            Response::DescribeGroups {
+                groups: vec![
+                    DescribedGroup {
+                        group_id: "g1".into(),
+                        error: ErrorCode::None,
+                        state: "Stable".into(),
+                        protocol_type: "consumer".into(),
+                        protocol_name: "range".into(),
+                        members: vec![described_member("m1", None), described_member("m2", Some("host-2"))],
+                    },
+                    DescribedGroup {
+                        group_id: "gone".into(),
+                        error: ErrorCode::GroupIdNotFound,
+                        state: "Dead".into(),
+                        protocol_type: String::new(),
+                        protocol_name: String::new(),
+                        members: vec![],
+                    },
+                    DescribedGroup {
+                        group_id: "rebalancing".into(),
+                        error: ErrorCode::None,
+                        state: "PreparingRebalance".into(),
+                        protocol_type: "consumer".into(),
+                        protocol_name: String::new(),
+                        members: vec![DescribedMember {
+                            metadata: Bytes::new(),
+                            assignment: Bytes::new(),
+                            ..described_member("", Some(""))
+                        }],
+                    },
+                ],
+            },
+        ),
+        (ApiKey::DescribeGroups, Response::DescribeGroups { groups: vec![] }),
+        (
+            ApiKey::DeleteGroups,
+            Response::DeleteGroups {
+                groups: vec![
+                    GroupResult {
+                        group_id: "old".into(),
+                        error: ErrorCode::None,
+                    },
+                    GroupResult {
+                        group_id: "busy".into(),
+                        error: ErrorCode::NonEmptyGroup,
+                    },
+                ],
+            },
+        ),
+        (ApiKey::DeleteGroups, Response::DeleteGroups { groups: vec![] }),
+    ]
 }
 
 /// A fetch response: partition 0 of "orders" carries `first`, partition 1
@@ -417,6 +848,98 @@ fn every_api_is_covered() {
     let answered: Vec<ApiKey> = responses().iter().map(|(api, _)| *api).collect();
     for api in ApiKey::ALL {
         assert!(requested.contains(&api) && answered.contains(&api), "{api:?}");
+    }
+}
+
+/// Absent and empty are different values wherever the model says so: the
+/// encoder must not fold `Some("")` into `None` nor `Some(vec![])` into `None`.
+#[test]
+fn group_absent_and_empty_stay_apart() {
+    let round_trip = |req: Request| {
+        let body = frame_body(&encode_request(&header(req.api(), 1), &req));
+        decode_request(body).unwrap().1
+    };
+    for topics in [None, Some(vec![])] {
+        let req = Request::OffsetFetch {
+            group_id: "g".into(),
+            topics: topics.clone(),
+        };
+        assert_eq!(
+            round_trip(req),
+            Request::OffsetFetch {
+                group_id: "g".into(),
+                topics
+            }
+        );
+    }
+    for group_instance_id in [None, Some(String::new()), Some("i".to_string())] {
+        let req = Request::Heartbeat(HeartbeatRequest {
+            group_id: String::new(),
+            generation_id: 0,
+            member_id: String::new(),
+            group_instance_id: group_instance_id.clone(),
+        });
+        let Request::Heartbeat(decoded) = round_trip(req) else {
+            panic!("not a heartbeat")
+        };
+        assert_eq!(decoded.group_instance_id, group_instance_id);
+    }
+}
+
+/// Each response body names the one API it answers (ErrorResponse aside,
+/// which sits between ListOffsets and FindCoordinator in the union).
+#[test]
+fn a_response_is_rejected_for_every_other_api() {
+    for (api, resp) in responses() {
+        if matches!(resp, Response::Error { .. }) {
+            continue;
+        }
+        let body = frame_body(&encode_response(&ResponseHeader { correlation_id: 1 }, api, &resp));
+        for other in ApiKey::ALL.into_iter().filter(|a| *a != api) {
+            let err = decode_response(body.clone(), other).unwrap_err();
+            assert_eq!(
+                err,
+                NativeError::Invalid("response body does not match the request's api"),
+                "{api:?} response decoded as {other:?}"
+            );
+        }
+    }
+}
+
+/// Group bodies own no payload bytes, so any byte after their FlatBuffer is
+/// rejected; and a frame cut short anywhere is reported as truncated.
+#[test]
+fn malformed_group_frames_are_rejected() {
+    let requests = group_requests()
+        .into_iter()
+        .map(|r| (r.api(), frame_body(&encode_request(&header(r.api(), 1), &r)), true));
+    let responses = group_responses().into_iter().map(|(api, r)| {
+        let body = frame_body(&encode_response(&ResponseHeader { correlation_id: 1 }, api, &r));
+        (api, body, false)
+    });
+    for (api, body, is_request) in requests.chain(responses) {
+        let decode = |b: Bytes| {
+            if is_request {
+                decode_request(b).map(|_| ())
+            } else {
+                decode_response(b, api).map(|_| ())
+            }
+        };
+        assert_eq!(decode(body.clone()), Ok(()), "{api:?}");
+        let mut padded = body.to_vec();
+        padded.push(0);
+        assert_eq!(
+            decode(Bytes::from(padded)),
+            Err(NativeError::Invalid("records_len sum is less than the payload")),
+            "{api:?}"
+        );
+        for len in 0..body.len() {
+            assert_eq!(
+                decode(body.slice(..len)),
+                Err(NativeError::Truncated),
+                "{api:?} cut at {len}"
+            );
+        }
     }
 }
 
@@ -671,6 +1194,302 @@ fn frame_len_limits() {
     assert!(frame_len(&chunks[0], len - 1).is_err());
 }
 
+/// A string: often empty (absent on the wire), sometimes not ASCII.
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![Just(String::new()), "[a-z0-9.-]{1,12}", "\\PC{1,8}"]
+}
+
+fn texts() -> impl Strategy<Value = Vec<String>> {
+    proptest::collection::vec(text(), 0..4)
+}
+
+fn opt_text() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of(text())
+}
+
+fn opaque() -> impl Strategy<Value = Bytes> {
+    proptest::collection::vec(any::<u8>(), 0..48).prop_map(Bytes::from)
+}
+
+/// Known codes and, through -1 and gaps, Unknown.
+fn error_code() -> impl Strategy<Value = ErrorCode> {
+    (-1i16..90).prop_map(ErrorCode::from_code)
+}
+
+fn group_request() -> impl Strategy<Value = Request> {
+    use proptest::collection::vec;
+    let join = (
+        text(),
+        any::<u32>(),
+        any::<u32>(),
+        text(),
+        opt_text(),
+        text(),
+        vec((text(), opaque()), 0..4),
+    )
+        .prop_map(
+            |(group_id, session_timeout_ms, rebalance_timeout_ms, member_id, group_instance_id, protocol_type, p)| {
+                Request::JoinGroup(JoinGroupRequest {
+                    group_id,
+                    session_timeout_ms,
+                    rebalance_timeout_ms,
+                    member_id,
+                    group_instance_id,
+                    protocol_type,
+                    protocols: p
+                        .into_iter()
+                        .map(|(name, metadata)| JoinGroupProtocol { name, metadata })
+                        .collect(),
+                })
+            },
+        );
+    let sync = (
+        text(),
+        any::<i32>(),
+        text(),
+        opt_text(),
+        opt_text(),
+        opt_text(),
+        vec((text(), opaque()), 0..4),
+    )
+        .prop_map(
+            |(group_id, generation_id, member_id, group_instance_id, protocol_type, protocol_name, a)| {
+                Request::SyncGroup(SyncGroupRequest {
+                    group_id,
+                    generation_id,
+                    member_id,
+                    group_instance_id,
+                    protocol_type,
+                    protocol_name,
+                    assignments: a
+                        .into_iter()
+                        .map(|(member_id, assignment)| MemberAssignment { member_id, assignment })
+                        .collect(),
+                })
+            },
+        );
+    let heartbeat = (text(), any::<i32>(), text(), opt_text()).prop_map(
+        |(group_id, generation_id, member_id, group_instance_id)| {
+            Request::Heartbeat(HeartbeatRequest {
+                group_id,
+                generation_id,
+                member_id,
+                group_instance_id,
+            })
+        },
+    );
+    let leave = (text(), vec((text(), opt_text()), 0..4)).prop_map(|(group_id, m)| {
+        let members = m
+            .into_iter()
+            .map(|(member_id, group_instance_id)| LeavingMember {
+                member_id,
+                group_instance_id,
+            })
+            .collect();
+        Request::LeaveGroup(LeaveGroupRequest { group_id, members })
+    });
+    let commit_partition = (any::<u32>(), any::<i64>(), any::<i32>(), opt_text()).prop_map(
+        |(partition, offset, leader_epoch, metadata)| OffsetCommitPartition {
+            partition,
+            offset,
+            leader_epoch,
+            metadata,
+        },
+    );
+    let commit_topic =
+        (text(), vec(commit_partition, 0..4)).prop_map(|(name, partitions)| OffsetCommitTopic { name, partitions });
+    let commit = (text(), any::<i32>(), text(), opt_text(), vec(commit_topic, 0..3)).prop_map(
+        |(group_id, generation_id, member_id, group_instance_id, topics)| {
+            Request::OffsetCommit(OffsetCommitRequest {
+                group_id,
+                generation_id,
+                member_id,
+                group_instance_id,
+                topics,
+            })
+        },
+    );
+    let fetch_topic =
+        (text(), vec(any::<u32>(), 0..4)).prop_map(|(name, partitions)| OffsetFetchTopic { name, partitions });
+    let fetch = (text(), proptest::option::of(vec(fetch_topic, 0..3)))
+        .prop_map(|(group_id, topics)| Request::OffsetFetch { group_id, topics });
+    prop_oneof![
+        text().prop_map(|group_id| Request::FindCoordinator { group_id }),
+        join,
+        sync,
+        heartbeat,
+        leave,
+        commit,
+        fetch,
+        texts().prop_map(|states| Request::ListGroups { states }),
+        texts().prop_map(|groups| Request::DescribeGroups { groups }),
+        texts().prop_map(|groups| Request::DeleteGroups { groups }),
+    ]
+}
+
+fn group_response() -> impl Strategy<Value = Response> {
+    use proptest::collection::vec;
+    let coordinator = (
+        error_code(),
+        any::<i32>(),
+        text(),
+        any::<u16>(),
+        any::<u32>(),
+        any::<u16>(),
+    )
+        .prop_map(|(error, node_id, host, port, shard, shard_port)| {
+            Response::FindCoordinator(CoordinatorInfo {
+                error,
+                node_id,
+                host,
+                port,
+                shard,
+                shard_port,
+            })
+        });
+    let join_member =
+        (text(), opt_text(), opaque()).prop_map(|(member_id, group_instance_id, metadata)| JoinGroupMember {
+            member_id,
+            group_instance_id,
+            metadata,
+        });
+    let join = (
+        (error_code(), any::<i32>(), opt_text(), opt_text()),
+        (text(), text(), vec(join_member, 0..4)),
+    )
+        .prop_map(
+            |((error, generation_id, protocol_type, protocol_name), (leader, member_id, members))| {
+                Response::JoinGroup(JoinGroupResponse {
+                    error,
+                    generation_id,
+                    protocol_type,
+                    protocol_name,
+                    leader,
+                    member_id,
+                    members,
+                })
+            },
+        );
+    let sync = (error_code(), opt_text(), opt_text(), opaque()).prop_map(
+        |(error, protocol_type, protocol_name, assignment)| {
+            Response::SyncGroup(SyncGroupResponse {
+                error,
+                protocol_type,
+                protocol_name,
+                assignment,
+            })
+        },
+    );
+    let left = (text(), opt_text(), error_code()).prop_map(|(member_id, group_instance_id, error)| LeftMember {
+        member_id,
+        group_instance_id,
+        error,
+    });
+    let leave = (error_code(), vec(left, 0..4))
+        .prop_map(|(error, members)| Response::LeaveGroup(LeaveGroupResponse { error, members }));
+    let committed = (text(), vec((any::<u32>(), error_code()), 0..4)).prop_map(|(name, p)| {
+        let partitions = p
+            .into_iter()
+            .map(|(partition, error)| PartitionError { partition, error })
+            .collect();
+        OffsetCommitTopicResponse { name, partitions }
+    });
+    let fetched_partition = (any::<u32>(), any::<i64>(), any::<i32>(), opt_text(), error_code()).prop_map(
+        |(partition, offset, leader_epoch, metadata, error)| OffsetFetchPartitionResponse {
+            partition,
+            offset,
+            leader_epoch,
+            metadata,
+            error,
+        },
+    );
+    let fetched = (text(), vec(fetched_partition, 0..4))
+        .prop_map(|(name, partitions)| OffsetFetchTopicResponse { name, partitions });
+    let listed = (text(), text(), text()).prop_map(|(group_id, protocol_type, state)| ListedGroup {
+        group_id,
+        protocol_type,
+        state,
+    });
+    let member = ((text(), opt_text(), text(), text()), (opaque(), opaque())).prop_map(
+        |((member_id, group_instance_id, client_id, client_host), (metadata, assignment))| DescribedMember {
+            member_id,
+            group_instance_id,
+            client_id,
+            client_host,
+            metadata,
+            assignment,
+        },
+    );
+    let described = ((text(), error_code(), text()), (text(), text(), vec(member, 0..3))).prop_map(
+        |((group_id, error, state), (protocol_type, protocol_name, members))| DescribedGroup {
+            group_id,
+            error,
+            state,
+            protocol_type,
+            protocol_name,
+            members,
+        },
+    );
+    let deleted = (text(), error_code()).prop_map(|(group_id, error)| GroupResult { group_id, error });
+    prop_oneof![
+        coordinator,
+        join,
+        sync,
+        error_code().prop_map(|error| Response::Heartbeat { error }),
+        leave,
+        vec(committed, 0..3).prop_map(|topics| Response::OffsetCommit { topics }),
+        (error_code(), vec(fetched, 0..3)).prop_map(|(error, topics)| Response::OffsetFetch { error, topics }),
+        (error_code(), vec(listed, 0..4)).prop_map(|(error, groups)| Response::ListGroups { error, groups }),
+        vec(described, 0..3).prop_map(|groups| Response::DescribeGroups { groups }),
+        vec(deleted, 0..4).prop_map(|groups| Response::DeleteGroups { groups }),
+    ]
+}
+
+/// The API a response answers (never called with `Error`).
+fn answered_api(resp: &Response) -> ApiKey {
+    match resp {
+        Response::ApiVersions { .. } => ApiKey::ApiVersions,
+        Response::Metadata { .. } => ApiKey::Metadata,
+        Response::CreateTopics { .. } => ApiKey::CreateTopics,
+        Response::DeleteTopics { .. } => ApiKey::DeleteTopics,
+        Response::Produce { .. } => ApiKey::Produce,
+        Response::Fetch { .. } => ApiKey::Fetch,
+        Response::ListOffsets { .. } => ApiKey::ListOffsets,
+        Response::FindCoordinator(_) => ApiKey::FindCoordinator,
+        Response::JoinGroup(_) => ApiKey::JoinGroup,
+        Response::SyncGroup(_) => ApiKey::SyncGroup,
+        Response::Heartbeat { .. } => ApiKey::Heartbeat,
+        Response::LeaveGroup(_) => ApiKey::LeaveGroup,
+        Response::OffsetCommit { .. } => ApiKey::OffsetCommit,
+        Response::OffsetFetch { .. } => ApiKey::OffsetFetch,
+        Response::ListGroups { .. } => ApiKey::ListGroups,
+        Response::DescribeGroups { .. } => ApiKey::DescribeGroups,
+        Response::DeleteGroups { .. } => ApiKey::DeleteGroups,
+        Response::Error { .. } => unreachable!("Error answers any api"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_group_requests_round_trip(req in group_request(), correlation_id in any::<i32>()) {
+        let h = header(req.api(), correlation_id);
+        let (h2, req2) = decode_request(frame_body(&encode_request(&h, &req))).unwrap();
+        prop_assert_eq!(h2, h);
+        prop_assert_eq!(req2, req);
+    }
+
+    #[test]
+    fn arbitrary_group_responses_round_trip(resp in group_response(), correlation_id in any::<i32>()) {
+        let h = ResponseHeader { correlation_id };
+        let api = answered_api(&resp);
+        let (h2, resp2) = decode_response(frame_body(&encode_response(&h, api, &resp)), api).unwrap();
+        prop_assert_eq!(h2, h);
+        prop_assert_eq!(resp2, resp);
+    }
+}
+
 /// Every valid frame the tests know, as (api, frame body).
 static VALID_FRAMES: LazyLock<Vec<(ApiKey, Bytes)>> = LazyLock::new(|| {
     let reqs = requests()
@@ -701,7 +1520,10 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
-    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512), api in 0usize..7) {
+    fn arbitrary_bytes_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..512),
+        api in 0usize..ApiKey::ALL.len(),
+    ) {
         decode_both(Bytes::from(bytes), ApiKey::ALL[api]);
     }
 

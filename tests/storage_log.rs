@@ -573,6 +573,46 @@ fn durable_appends_survive_drop_without_close_and_share_syncs() {
     });
 }
 
+/// acks=1 under every-append: the append returns before its fdatasync, one
+/// background task keeps syncing until the durable watermark reaches the
+/// log end, and many buffered appends share few syncs.
+#[test]
+fn buffered_appends_become_durable_in_the_background() {
+    run(|| async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = LogConfig {
+            flush: FlushPolicy::EveryAppend,
+            ..small_config()
+        };
+        let log = Log::open(dir.path(), cfg.clone()).await.expect("open");
+        let syncs_before = log.sync_count();
+        let mut last = 0;
+        for i in 0..200u64 {
+            let info = log
+                .append_buffered(make_batch(i, 2, 0, Compression::None), 0)
+                .await
+                .expect("append");
+            assert_eq!(log.next_offset(), info.last_offset + 1, "readable at once");
+            last = info.last_offset;
+        }
+        // Nobody waits for durability: the background sync must get there.
+        glommio::timer::timeout(Duration::from_secs(20), async {
+            log.durable_watermark().wait_for(last + 1).await;
+            Ok(())
+        })
+        .await
+        .expect("background sync reached the log end");
+        let syncs = log.sync_count() - syncs_before;
+        assert!(
+            syncs < 200,
+            "{syncs} fdatasyncs for 200 buffered appends: no group commit"
+        );
+        log.close().await.expect("close");
+        let log = Log::open(dir.path(), cfg).await.expect("reopen");
+        assert_eq!(log.next_offset(), 400);
+    });
+}
+
 #[test]
 fn config_limits_are_checked() {
     let bad = LogConfig {

@@ -2,6 +2,7 @@
 //! and the node's topic metadata. Protocol adapters call `Shard::handle`
 //! with neutral `api::Request`s; nothing here knows a wire format.
 
+mod groups;
 pub mod metadata;
 pub mod partition;
 mod shard;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::api::{
-    ErrorCode, FetchPartitionResponse, FlushConfig, ListOffsetsPartitionResponse, OffsetSpec, ProducePartitionResponse,
-    TopicConfig,
+    Acks, ErrorCode, FetchPartitionResponse, FlushConfig, ListOffsetsPartitionResponse, OffsetSpec,
+    ProducePartitionResponse, TopicConfig,
 };
 use crate::record::{self, RecordError};
 use crate::storage::{FlushPolicy, Log, LogConfig, StorageError};
@@ -97,12 +97,13 @@ impl Partition {
     }
 
     /// Validates every batch in `records` first (nothing is appended if any
-    /// is bad), then appends them in order. Durability follows the topic's
-    /// flush policy: under every-append, `append` returns once the batch is
-    /// fdatasynced (group-committed), whatever the acks. On a single node
-    /// acks=1 and acks=all therefore wait for the same thing; they differ
-    /// once partitions have replicas.
-    pub async fn produce(&self, records: &Bytes) -> ProducePartitionResponse {
+    /// is bad), then appends them in order. What the answer waits for
+    /// follows Kafka: acks=0 and acks=1 return once the batches are in the
+    /// log (readable, staged for the disk, as Kafka's page-cache write);
+    /// acks=all also waits until they are durable per the topic's flush
+    /// policy (under every-append: fdatasynced, group-committed with every
+    /// other producer). On a single node the leader is the whole ISR.
+    pub async fn produce(&self, records: &Bytes, acks: Acks) -> ProducePartitionResponse {
         let fail = |error| ProducePartitionResponse {
             partition: self.index,
             error,
@@ -135,16 +136,23 @@ impl Partition {
             return fail(ErrorCode::CorruptMessage);
         }
         let mut base_offset = -1;
+        let mut end = -1;
         for span in spans {
             // One copy: the stored batch is stamped in place, and the
             // receive buffer is shared with the other partitions' data.
-            match self.log.append(BytesMut::from(&records[span]), 0).await {
+            match self.log.append_buffered(BytesMut::from(&records[span]), 0).await {
                 Ok(info) => {
                     if base_offset < 0 {
                         base_offset = info.base_offset;
                     }
+                    end = info.last_offset + 1;
                 }
                 Err(e) => return fail(error_code(&e)),
+            }
+        }
+        if acks == Acks::All && self.hw_is_durable {
+            if let Err(e) = self.log.wait_durable(end).await {
+                return fail(error_code(&e));
             }
         }
         crate::metrics::with(|m| {

@@ -19,10 +19,13 @@ use bytes::Bytes;
 use futures_channel::oneshot;
 use glommio::channels::channel_mesh::Senders;
 
+use super::groups::Groups;
 use super::metadata::{self, MetadataStore, TopicMeta};
 use super::partition::{log_config, Partition};
 use crate::api::*;
 use crate::config::ServeConfig;
+use crate::group::coordinator::ClientInfo;
+use crate::group::offsets::OFFSETS_TOPIC;
 use crate::metrics::ShardMetrics;
 use crate::storage::{CacheBudget, Log};
 use crate::watermark::Watermark;
@@ -34,6 +37,7 @@ pub enum ShardMsg {
     Produce {
         topic: String,
         partition: u32,
+        acks: Acks,
         records: Bytes,
         reply: Reply<ProducePartitionResponse>,
     },
@@ -78,6 +82,16 @@ pub enum ShardMsg {
         names: Vec<String>,
         reply: Reply<Vec<TopicResult>>,
     },
+    /// A request for a group this shard coordinates.
+    Group {
+        req: Request,
+        client: ClientInfo,
+        reply: Reply<Response>,
+    },
+    ListGroups {
+        states: Vec<String>,
+        reply: Reply<Vec<ListedGroup>>,
+    },
 }
 
 /// One shard's state.
@@ -97,6 +111,8 @@ pub struct Shard {
     pub metrics: Arc<ShardMetrics>,
     /// Shared by the batch caches of this shard's partitions.
     cache_budget: Rc<CacheBudget>,
+    /// The consumer groups this shard coordinates.
+    pub(super) groups: Groups,
 }
 
 fn unknown_produce(partition: u32) -> ProducePartitionResponse {
@@ -128,6 +144,7 @@ impl Shard {
         metrics: Arc<ShardMetrics>,
     ) -> Rc<Shard> {
         let cache_budget = CacheBudget::new(config.cache_bytes_max_per_shard);
+        let config_for_groups = config.clone();
         Rc::new(Shard {
             cache_budget,
             id,
@@ -139,10 +156,11 @@ impl Shard {
             inflight: Cell::new(0),
             drained: Watermark::new(0),
             metrics,
+            groups: Groups::new(&config_for_groups, id as u64),
         })
     }
 
-    fn partition(&self, topic: &str, partition: u32) -> Option<Rc<Partition>> {
+    pub(super) fn partition(&self, topic: &str, partition: u32) -> Option<Rc<Partition>> {
         self.partitions.borrow().get(topic)?.get(&partition).cloned()
     }
 
@@ -160,7 +178,7 @@ impl Shard {
     }
 
     /// Sends `msg` to shard `to` and waits for the reply it carries.
-    async fn call<T>(&self, to: u32, make: impl FnOnce(Reply<T>) -> ShardMsg) -> Option<T> {
+    pub(super) async fn call<T>(&self, to: u32, make: impl FnOnce(Reply<T>) -> ShardMsg) -> Option<T> {
         let (tx, rx) = oneshot::channel();
         let peer = *self.peer_of_shard.get(to as usize)?;
         if self.mesh.send_to(peer, make(tx)).await.is_err() {
@@ -236,10 +254,11 @@ impl Shard {
             ShardMsg::Produce {
                 topic,
                 partition,
+                acks,
                 records,
                 reply,
             } => {
-                let _ = reply.send(self.produce_local(&topic, partition, &records).await);
+                let _ = reply.send(self.produce_local(&topic, partition, acks, &records).await);
             }
             ShardMsg::Fetch {
                 topic,
@@ -293,11 +312,17 @@ impl Shard {
             ShardMsg::DeleteTopics { names, reply } => {
                 let _ = reply.send(self.delete_topics(names).await);
             }
+            ShardMsg::Group { req, client, reply } => {
+                let _ = reply.send(self.group_request(req, client).await);
+            }
+            ShardMsg::ListGroups { states, reply } => {
+                let _ = reply.send(self.list_groups_local(&states).await);
+            }
         }
     }
 
     /// Answers one client request.
-    pub async fn handle(self: &Rc<Self>, req: Request) -> Response {
+    pub async fn handle(self: &Rc<Self>, req: Request, client: &ClientInfo) -> Response {
         if !matches!(req, Request::Produce { .. } | Request::Fetch { .. }) {
             self.metrics.other_requests.fetch_add(1, Relaxed);
         }
@@ -306,16 +331,9 @@ impl Shard {
                 apis: crate::protocol::native::SUPPORTED.to_vec(),
             },
             Request::Metadata { topics } => self.metadata(topics).await,
-            Request::CreateTopics { topics } => {
-                let topics = if self.id == 0 {
-                    self.create_topics(topics).await
-                } else {
-                    self.call(0, |reply| ShardMsg::CreateTopics { topics, reply })
-                        .await
-                        .unwrap_or_default()
-                };
-                Response::CreateTopics { topics }
-            }
+            Request::CreateTopics { topics } => Response::CreateTopics {
+                topics: self.create_topics_via_controller(topics).await,
+            },
             Request::DeleteTopics { names } => {
                 let topics = if self.id == 0 {
                     self.delete_topics(names).await
@@ -326,7 +344,7 @@ impl Shard {
                 };
                 Response::DeleteTopics { topics }
             }
-            Request::Produce { topics, .. } => self.produce(topics).await,
+            Request::Produce { acks, topics, .. } => self.produce(acks, topics).await,
             Request::Fetch {
                 max_wait_ms,
                 min_bytes,
@@ -340,13 +358,29 @@ impl Shard {
                 resp
             }
             Request::ListOffsets { topics } => self.list_offsets(topics).await,
+            Request::FindCoordinator { group_id } => self.find_coordinator(group_id).await,
+            Request::ListGroups { states } => self.list_groups(states).await,
+            req @ (Request::JoinGroup(_)
+            | Request::SyncGroup(_)
+            | Request::Heartbeat(_)
+            | Request::LeaveGroup(_)
+            | Request::OffsetCommit(_)
+            | Request::OffsetFetch { .. }
+            | Request::DescribeGroups { .. }
+            | Request::DeleteGroups { .. }) => self.group_request(req, client.clone()).await,
         }
     }
 
-    async fn produce_local(&self, topic: &str, partition: u32, records: &Bytes) -> ProducePartitionResponse {
+    async fn produce_local(
+        &self,
+        topic: &str,
+        partition: u32,
+        acks: Acks,
+        records: &Bytes,
+    ) -> ProducePartitionResponse {
         let started = Instant::now();
         let resp = match self.partition(topic, partition) {
-            Some(p) => p.produce(records).await,
+            Some(p) => p.produce(records, acks).await,
             None => unknown_produce(partition),
         };
         let m = &self.metrics;
@@ -389,14 +423,28 @@ impl Shard {
         self.meta.snapshot().owner(topic, partition)
     }
 
-    async fn produce_one(self: Rc<Self>, topic: String, partition: u32, records: Bytes) -> ProducePartitionResponse {
+    async fn produce_one(
+        self: Rc<Self>,
+        topic: String,
+        partition: u32,
+        acks: Acks,
+        records: Bytes,
+    ) -> ProducePartitionResponse {
+        if topic == OFFSETS_TOPIC {
+            // Written only by the group coordinators.
+            return ProducePartitionResponse {
+                error: ErrorCode::InvalidTopic,
+                ..unknown_produce(partition)
+            };
+        }
         match self.owner(&topic, partition) {
             None => unknown_produce(partition),
-            Some(s) if s as usize == self.id => self.produce_local(&topic, partition, &records).await,
+            Some(s) if s as usize == self.id => self.produce_local(&topic, partition, acks, &records).await,
             Some(s) => self
                 .call(s, |reply| ShardMsg::Produce {
                     topic,
                     partition,
+                    acks,
                     records,
                     reply,
                 })
@@ -405,13 +453,13 @@ impl Shard {
         }
     }
 
-    async fn produce(self: &Rc<Self>, topics: Vec<ProduceTopic>) -> Response {
+    async fn produce(self: &Rc<Self>, acks: Acks, topics: Vec<ProduceTopic>) -> Response {
         let mut tasks = Vec::new();
         for t in topics {
             let parts = t
                 .partitions
                 .into_iter()
-                .map(|p| glommio::spawn_local(self.clone().produce_one(t.name.clone(), p.partition, p.records)))
+                .map(|p| glommio::spawn_local(self.clone().produce_one(t.name.clone(), p.partition, acks, p.records)))
                 .collect::<Vec<_>>();
             tasks.push((t.name, parts));
         }
@@ -660,6 +708,17 @@ impl Shard {
         Response::Metadata { brokers, topics }
     }
 
+    /// Creates topics through the controller (shard 0).
+    pub(super) async fn create_topics_via_controller(self: &Rc<Self>, topics: Vec<NewTopic>) -> Vec<TopicResult> {
+        if self.id == 0 {
+            self.create_topics(topics).await
+        } else {
+            self.call(0, |reply| ShardMsg::CreateTopics { topics, reply })
+                .await
+                .unwrap_or_default()
+        }
+    }
+
     /// Controller (shard 0): validates, places, persists, then has every
     /// shard open its new partitions.
     async fn create_topics(self: &Rc<Self>, topics: Vec<NewTopic>) -> Vec<TopicResult> {
@@ -734,6 +793,14 @@ impl Shard {
     async fn delete_topics(self: &Rc<Self>, names: Vec<String>) -> Vec<TopicResult> {
         let mut results = Vec::new();
         for name in names {
+            if name == OFFSETS_TOPIC {
+                results.push(TopicResult {
+                    message: format!("{name} is internal: delete groups instead"),
+                    name,
+                    error: ErrorCode::InvalidTopic,
+                });
+                continue;
+            }
             let snap = self.meta.snapshot();
             if snap.topic(&name).is_none() {
                 results.push(TopicResult {

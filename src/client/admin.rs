@@ -1,5 +1,6 @@
 //! Admin operations on a `Client`: create, delete, list and describe
-//! topics, and look up offsets. Topic changes go to any broker (the broker
+//! topics, look up offsets, and list, describe, reset and delete consumer
+//! groups (the broker routes group requests to their coordinator). Topic changes go to any broker (the broker
 //! forwards them to its controller); offset lookups go to each partition's
 //! owner.
 //!
@@ -10,8 +11,8 @@ use std::collections::BTreeMap;
 use super::cluster::{unexpected, unknown_topic};
 use super::{Client, ClientError};
 use crate::api::{
-    ErrorCode, ListOffsetsPartition, ListOffsetsTopic, NewTopic, OffsetSpec, Request, Response, TopicConfig, TopicInfo,
-    TopicResult,
+    DescribedGroup, ErrorCode, ListOffsetsPartition, ListOffsetsTopic, ListedGroup, NewTopic, OffsetCommitPartition,
+    OffsetCommitRequest, OffsetCommitTopic, OffsetSpec, Request, Response, TopicConfig, TopicInfo, TopicResult,
 };
 
 impl Client {
@@ -141,6 +142,151 @@ impl Client {
                 )
             })
             .collect())
+    }
+
+    /// Sends a group request, retrying while its coordinator is loading or
+    /// moving (retriable error codes), with the client's back-off.
+    async fn group_call<T>(
+        &self,
+        req: Request,
+        parse: impl Fn(Response) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.send_any(req.clone()).await.and_then(&parse) {
+                Err(e) if e.is_retriable() && attempt < self.config().retries_max => {
+                    glommio::timer::sleep(self.config().backoff(attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Every consumer group the cluster knows (with members or committed
+    /// offsets), sorted by id.
+    pub async fn list_groups(&self) -> Result<Vec<ListedGroup>, ClientError> {
+        self.group_call(Request::ListGroups { states: Vec::new() }, |resp| match resp {
+            Response::ListGroups {
+                error: ErrorCode::None,
+                groups,
+            } => Ok(groups),
+            Response::ListGroups { error, .. } => Err(ClientError::broker(error, "listing groups")),
+            other => Err(unexpected("ListGroups", &other)),
+        })
+        .await
+    }
+
+    /// A group's state, protocol and members with their assignments. A
+    /// group nobody ever used is in state "Dead".
+    pub async fn describe_group(&self, group: &str) -> Result<DescribedGroup, ClientError> {
+        let req = Request::DescribeGroups {
+            groups: vec![group.to_string()],
+        };
+        self.group_call(req, |resp| match resp {
+            Response::DescribeGroups { groups } => match groups.into_iter().find(|g| g.group_id == group) {
+                Some(g) if g.error == ErrorCode::None => Ok(g),
+                Some(g) => Err(ClientError::broker(g.error, format!("describing group {group}"))),
+                None => Err(ClientError::Invalid(format!(
+                    "the broker did not describe group {group}"
+                ))),
+            },
+            other => Err(unexpected("DescribeGroups", &other)),
+        })
+        .await
+    }
+
+    /// Every offset `group` has committed: (topic, partition, offset,
+    /// metadata), ordered by topic and partition.
+    pub async fn group_offsets(&self, group: &str) -> Result<Vec<(String, u32, i64, Option<String>)>, ClientError> {
+        let req = Request::OffsetFetch {
+            group_id: group.to_string(),
+            topics: None,
+        };
+        self.group_call(req, |resp| match resp {
+            Response::OffsetFetch {
+                error: ErrorCode::None,
+                topics,
+            } => Ok(topics
+                .into_iter()
+                .flat_map(|t| {
+                    let name = t.name;
+                    t.partitions
+                        .into_iter()
+                        .filter(|p| p.error == ErrorCode::None && p.offset >= 0)
+                        .map(move |p| (name.clone(), p.partition, p.offset, p.metadata))
+                })
+                .collect()),
+            Response::OffsetFetch { error, .. } => {
+                Err(ClientError::broker(error, format!("fetching offsets of {group}")))
+            }
+            other => Err(unexpected("OffsetFetch", &other)),
+        })
+        .await
+    }
+
+    /// Sets `group`'s committed offsets from outside the group protocol
+    /// (what `sluice group reset-offsets` does). The broker accepts this
+    /// only while the group has no members.
+    pub async fn set_group_offsets(&self, group: &str, offsets: &[(String, u32, i64)]) -> Result<(), ClientError> {
+        let mut topics: Vec<OffsetCommitTopic> = Vec::new();
+        for (topic, partition, offset) in offsets {
+            let entry = OffsetCommitPartition {
+                partition: *partition,
+                offset: *offset,
+                leader_epoch: -1,
+                metadata: None,
+            };
+            match topics.iter_mut().find(|t| &t.name == topic) {
+                Some(t) => t.partitions.push(entry),
+                None => topics.push(OffsetCommitTopic {
+                    name: topic.clone(),
+                    partitions: vec![entry],
+                }),
+            }
+        }
+        let req = Request::OffsetCommit(OffsetCommitRequest {
+            group_id: group.to_string(),
+            generation_id: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+            topics,
+        });
+        self.group_call(req, |resp| match resp {
+            Response::OffsetCommit { topics } => {
+                match topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(move |p| (&t.name, p)))
+                    .find(|(_, p)| p.error != ErrorCode::None)
+                {
+                    Some((topic, p)) => Err(ClientError::broker(
+                        p.error,
+                        format!("committing {topic}-{} for group {group}", p.partition),
+                    )),
+                    None => Ok(()),
+                }
+            }
+            other => Err(unexpected("OffsetCommit", &other)),
+        })
+        .await
+    }
+
+    /// Deletes a group without members and its committed offsets.
+    pub async fn delete_group(&self, group: &str) -> Result<(), ClientError> {
+        let req = Request::DeleteGroups {
+            groups: vec![group.to_string()],
+        };
+        self.group_call(req, |resp| match resp {
+            Response::DeleteGroups { groups } => match groups.into_iter().find(|g| g.group_id == group) {
+                Some(g) if g.error == ErrorCode::None => Ok(()),
+                Some(g) => Err(ClientError::broker(g.error, format!("deleting group {group}"))),
+                None => Err(ClientError::Invalid(format!(
+                    "the broker did not answer for group {group}"
+                ))),
+            },
+            other => Err(unexpected("DeleteGroups", &other)),
+        })
+        .await
     }
 }
 

@@ -235,6 +235,16 @@ pub(crate) fn unexpected(wanted: &str, got: &Response) -> ClientError {
         Response::Produce { .. } => "Produce",
         Response::Fetch { .. } => "Fetch",
         Response::ListOffsets { .. } => "ListOffsets",
+        Response::FindCoordinator(_) => "FindCoordinator",
+        Response::JoinGroup(_) => "JoinGroup",
+        Response::SyncGroup(_) => "SyncGroup",
+        Response::Heartbeat { .. } => "Heartbeat",
+        Response::LeaveGroup(_) => "LeaveGroup",
+        Response::OffsetCommit { .. } => "OffsetCommit",
+        Response::OffsetFetch { .. } => "OffsetFetch",
+        Response::ListGroups { .. } => "ListGroups",
+        Response::DescribeGroups { .. } => "DescribeGroups",
+        Response::DeleteGroups { .. } => "DeleteGroups",
         Response::Error { .. } => "Error",
     };
     ClientError::Invalid(format!("expected a {wanted} response, got {kind}"))

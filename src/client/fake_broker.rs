@@ -240,6 +240,11 @@ async fn handle(state: &RefCell<State>, req: Request, port: u16) -> Option<Respo
                 .collect();
             Response::ListOffsets { topics: out }
         }
+        // The fake serves the data path only; group tests use a real broker.
+        other => Response::Error {
+            error: ErrorCode::UnsupportedVersion,
+            message: format!("fake broker does not serve {:?}", other.api()),
+        },
     })
 }
 

@@ -3,8 +3,10 @@
 //!
 //! Owns: connections and their response demultiplexing ([`Connection`]),
 //! the metadata cache and connection pool ([`Client`]), topic admin
-//! (methods on [`Client`]), the batching producer ([`Producer`]) and the
-//! consumer ([`Consumer`]).
+//! (methods on [`Client`]), the batching producer ([`Producer`]), the
+//! consumer of assigned partitions ([`Consumer`]) and the consumer-group
+//! member ([`GroupConsumer`]), which joins a group through its coordinator
+//! and reads the partitions the group gives it.
 //!
 //! The client is shard-aware: metadata tells which shard owns each
 //! partition and the port that shard listens on, and requests for a
@@ -41,6 +43,7 @@ mod error;
 #[cfg(test)]
 mod fake_broker;
 mod fetched;
+mod group;
 mod metadata;
 mod notify;
 mod partitioner;
@@ -54,6 +57,7 @@ pub use connection::{Connection, REQUEST_VERSION};
 pub use consumer::{Consumer, SeekTo};
 pub use error::ClientError;
 pub use fetched::ConsumedRecord;
+pub use group::{GroupConfig, GroupConsumer, Rebalance};
 pub use metadata::Endpoint;
 pub use partitioner::{murmur2, partition_for_key, Partitioner};
 pub use producer::{Producer, RecordMetadata};

@@ -20,6 +20,7 @@ use glommio::sync::Semaphore;
 
 use crate::api::{Acks, ApiKey, Request, Response, ResponseHeader};
 use crate::broker::Shard;
+use crate::group::coordinator::ClientInfo;
 use crate::protocol::native;
 
 /// Responses queued for the writer before handlers wait.
@@ -30,7 +31,9 @@ const COALESCE_BYTES_MAX: usize = 16 << 10;
 /// Serves `stream` until the peer closes it, breaks the protocol, or the
 /// shard shuts down.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
-    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+    let peer_addr = stream.peer_addr().ok();
+    let peer = peer_addr.map_or_else(|| "?".to_string(), |a| a.to_string());
+    let client_host = peer_addr.map_or_else(|| "?".to_string(), |a| format!("/{}", a.ip()));
     let _ = stream.set_nodelay(true);
     let (mut rd, wr) = futures_lite::io::split(stream);
     let (tx, rx) = local_channel::new_bounded::<Vec<Bytes>>(RESPONSES_QUEUED_MAX);
@@ -84,11 +87,15 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             },
         };
         let silent = matches!(req, Request::Produce { acks: Acks::None, .. });
-        let (shard, tx) = (shard.clone(), tx.clone());
+        let (shard, tx, client_host) = (shard.clone(), tx.clone(), client_host.clone());
         shard.inflight.set(shard.inflight.get() + 1);
         glommio::spawn_local(async move {
             let api = req.api();
-            let resp = shard.handle(req).await;
+            let client = ClientInfo {
+                client_id: header.client_id,
+                client_host,
+            };
+            let resp = shard.handle(req, &client).await;
             if !silent {
                 let chunks = native::encode_response(
                     &ResponseHeader {

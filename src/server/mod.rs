@@ -28,7 +28,7 @@ const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Blocks SIGINT and SIGTERM in this thread (and the threads it starts) and
 /// starts a thread that waits for them and raises `flag`.
-fn install_signal_thread(flag: Arc<AtomicBool>) {
+pub fn install_signal_thread(flag: Arc<AtomicBool>) {
     // SAFETY: sigset manipulation on a local, zeroed sigset_t.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -276,6 +276,7 @@ async fn retention_loop(shard: Rc<Shard>) {
                 Err(e) => tracing::warn!(topic = %part.topic, partition = part.index, error = %e, "retention failed"),
             }
         }
+        shard.maintain_groups().await;
     }
 }
 

@@ -83,6 +83,8 @@ struct Inner {
     /// Counts finished sync attempts, so waiters re-check after each.
     sync_rounds: Watermark,
     syncing: Cell<bool>,
+    /// A [`Log::sync_in_background`] task is running.
+    background_sync: Cell<bool>,
     syncs: Cell<u64>,
 }
 
@@ -242,6 +244,7 @@ impl Log {
             durable: Watermark::new(next_offset),
             sync_rounds: Watermark::new(0),
             syncing: Cell::new(false),
+            background_sync: Cell::new(false),
             syncs: Cell::new(0),
             config,
         });
@@ -330,7 +333,21 @@ impl Log {
     /// (readable, in the batch cache, staged for writing) and, under
     /// [`FlushPolicy::EveryAppend`], durable. A batch that fails validation
     /// is rejected with nothing written.
-    pub async fn append(&self, mut batch: BytesMut, leader_epoch: i32) -> Result<AppendInfo> {
+    pub async fn append(&self, batch: BytesMut, leader_epoch: i32) -> Result<AppendInfo> {
+        self.append_inner(batch, leader_epoch, true).await
+    }
+
+    /// [`Log::append`] without waiting for durability: returns once the
+    /// batch is in the log. Under [`FlushPolicy::EveryAppend`] a group-commit
+    /// sync is started in the background (one per log at a time), so the
+    /// durable watermark still follows the log end; wait for it with
+    /// [`Log::wait_durable`]. This is what acks=1 waits for: the leader's
+    /// write, as Kafka's page-cache write.
+    pub async fn append_buffered(&self, batch: BytesMut, leader_epoch: i32) -> Result<AppendInfo> {
+        self.append_inner(batch, leader_epoch, false).await
+    }
+
+    async fn append_inner(&self, mut batch: BytesMut, leader_epoch: i32, wait: bool) -> Result<AppendInfo> {
         let cfg = &self.inner.config;
         if batch.len() > cfg.batch_bytes_max {
             return Err(StorageError::BatchTooLarge {
@@ -376,7 +393,7 @@ impl Log {
         };
         self.inner.end.set(info.last_offset + 1);
         drop(_order);
-        self.after_append(info).await?;
+        self.after_append(info, wait).await?;
         Ok(info)
     }
 
@@ -421,13 +438,17 @@ impl Log {
         too_big || too_old || offsets_full
     }
 
-    async fn after_append(&self, info: AppendInfo) -> Result<()> {
+    async fn after_append(&self, info: AppendInfo, wait: bool) -> Result<()> {
         let (full_chunks, unsynced) = {
             let st = self.inner.state.borrow();
             (st.writer.full_chunks(), st.unsynced_bytes)
         };
         match self.inner.config.flush {
-            FlushPolicy::EveryAppend => return self.wait_durable(info.last_offset + 1).await,
+            FlushPolicy::EveryAppend if wait => return self.wait_durable(info.last_offset + 1).await,
+            FlushPolicy::EveryAppend => {
+                self.sync_in_background();
+                return Ok(());
+            }
             FlushPolicy::Bytes(limit) if unsynced >= limit && !self.inner.syncing.get() => {
                 let log = self.clone();
                 let target = info.last_offset + 1;
@@ -446,6 +467,34 @@ impl Log {
             .detach();
         }
         Ok(())
+    }
+
+    /// Keeps one task syncing until the durable watermark reaches the log
+    /// end; later appends ride on its rounds (group commit). The task holds
+    /// the log only while a sync runs, so a closed or deleted log ends it.
+    fn sync_in_background(&self) {
+        if self.inner.background_sync.replace(true) {
+            return;
+        }
+        let weak = Rc::downgrade(&self.inner);
+        glommio::spawn_local(async move {
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                let log = Log { inner };
+                let target = log.inner.end.get();
+                let closed = log.inner.state.borrow().failed.is_some();
+                if closed || log.inner.durable.get() >= target {
+                    log.inner.background_sync.set(false);
+                    return;
+                }
+                if let Err(e) = log.wait_durable(target).await {
+                    tracing::warn!(log = %log.inner.dir.display(), error = %e, "background sync failed");
+                    log.inner.background_sync.set(false);
+                    return;
+                }
+            }
+        })
+        .detach();
     }
 
     /// Writes staged data to the file (full chunks only unless `all`).
@@ -804,8 +853,30 @@ impl Log {
     /// the log is larger than `retention_bytes`. The active segment is never
     /// deleted. Moves the log start offset.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome> {
-        let dir = self.inner.dir.clone();
         let cfg = &self.inner.config;
+        self.remove_oldest_while(|st, oldest| {
+            let expired = cfg
+                .retention_ms
+                .is_some_and(|ms| oldest.max_timestamp < now_ms.saturating_sub(ms as i64));
+            let oversize = cfg
+                .retention_bytes
+                .is_some_and(|max| st.size_bytes() - oldest.size >= max);
+            expired || oversize
+        })
+        .await
+    }
+
+    /// Deletes the oldest segments that lie wholly below `offset` (never the
+    /// active one): how a log whose live content was rewritten further on
+    /// (the offsets topic's snapshot) drops its history.
+    pub async fn delete_segments_below(&self, offset: i64) -> Result<RetentionOutcome> {
+        self.remove_oldest_while(|_, oldest| oldest.next_offset <= offset).await
+    }
+
+    /// Removes the oldest segment while there are two or more and `doomed`
+    /// says so.
+    async fn remove_oldest_while(&self, doomed: impl Fn(&State, &Segment) -> bool) -> Result<RetentionOutcome> {
+        let dir = self.inner.dir.clone();
         let _order = self
             .inner
             .append_lock
@@ -816,17 +887,10 @@ impl Log {
         loop {
             let victim = {
                 let st = self.inner.state.borrow();
-                if st.segments.len() < 2 {
-                    None
-                } else {
-                    let (&base, oldest) = st.segments.iter().next().expect("two or more segments");
-                    let expired = cfg
-                        .retention_ms
-                        .is_some_and(|ms| oldest.max_timestamp < now_ms.saturating_sub(ms as i64));
-                    let oversize = cfg
-                        .retention_bytes
-                        .is_some_and(|max| st.size_bytes() - oldest.size >= max);
-                    (expired || oversize).then_some((base, oldest.size))
+                let mut segments = st.segments.iter();
+                match (segments.next(), segments.next()) {
+                    (Some((&base, oldest)), Some(_)) if doomed(&st, oldest) => Some((base, oldest.size)),
+                    _ => None,
                 }
             };
             let Some((base, size)) = victim else { break };

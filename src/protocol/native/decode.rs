@@ -7,6 +7,8 @@
 //! partitions must consume the payload exactly. Only then is a value
 //! returned. Record data is sliced from the frame (`Bytes::slice`), never
 //! copied. Nothing here panics on input.
+//!
+//! The group APIs, which carry no payload, are decoded in `group`.
 use bytes::Bytes;
 use flatbuffers::{Follow, ForwardsUOffset, Vector};
 
@@ -19,6 +21,8 @@ use crate::api::{
     ProduceTopic, ProduceTopicResponse, Request, RequestHeader, Response, ResponseHeader, TopicConfig, TopicInfo,
     TopicResult,
 };
+
+mod group;
 
 type Result<T> = std::result::Result<T, NativeError>;
 type Tables<'a, T> = Option<Vector<'a, ForwardsUOffset<T>>>;
@@ -109,13 +113,38 @@ fn check_version(api: ApiKey, version: u16) -> Result<()> {
     Ok(())
 }
 
-/// Union members are listed in ApiKey order, so the discriminant is ApiKey + 1.
+/// Request union members are listed in ApiKey order, so the discriminant is
+/// ApiKey + 1.
 fn request_body_api(t: fb::RequestBody) -> Option<ApiKey> {
     ApiKey::from_u16(u16::from(t.0).checked_sub(1)?)
 }
 
+/// The API a response body answers; `None` for `ErrorResponse`, which
+/// answers any, and for unknown types. Named one by one because
+/// `ErrorResponse` sits between ListOffsets and FindCoordinator.
 fn response_body_api(t: fb::ResponseBody) -> Option<ApiKey> {
-    ApiKey::from_u16(u16::from(t.0).checked_sub(1)?)
+    use fb::ResponseBody as B;
+    let api = match t {
+        B::ApiVersionsResponse => ApiKey::ApiVersions,
+        B::MetadataResponse => ApiKey::Metadata,
+        B::CreateTopicsResponse => ApiKey::CreateTopics,
+        B::DeleteTopicsResponse => ApiKey::DeleteTopics,
+        B::ProduceResponse => ApiKey::Produce,
+        B::FetchResponse => ApiKey::Fetch,
+        B::ListOffsetsResponse => ApiKey::ListOffsets,
+        B::FindCoordinatorResponse => ApiKey::FindCoordinator,
+        B::JoinGroupResponse => ApiKey::JoinGroup,
+        B::SyncGroupResponse => ApiKey::SyncGroup,
+        B::HeartbeatResponse => ApiKey::Heartbeat,
+        B::LeaveGroupResponse => ApiKey::LeaveGroup,
+        B::OffsetCommitResponse => ApiKey::OffsetCommit,
+        B::OffsetFetchResponse => ApiKey::OffsetFetch,
+        B::ListGroupsResponse => ApiKey::ListGroups,
+        B::DescribeGroupsResponse => ApiKey::DescribeGroups,
+        B::DeleteGroupsResponse => ApiKey::DeleteGroups,
+        _ => return None,
+    };
+    Some(api)
 }
 
 const MISSING_BODY: NativeError = NativeError::Invalid("body missing");
@@ -166,7 +195,8 @@ fn request_body(root: &fb::RequestFrame<'_>, payload: &mut Payload) -> Result<Re
                 topics: tables(b.topics(), list_offsets_topic)?,
             }
         }
-        _ => return Err(NativeError::Invalid("unknown request body type")),
+        // The group APIs, or a body type this side does not know.
+        _ => group::request_body(root)?,
     };
     Ok(req)
 }
@@ -289,7 +319,8 @@ fn response_body(root: &fb::ResponseFrame<'_>, payload: &mut Payload) -> Result<
                 message: b.message().unwrap_or_default().to_owned(),
             }
         }
-        _ => return Err(NativeError::Invalid("unknown response body type")),
+        // The group APIs, or a body type this side does not know.
+        _ => group::response_body(root)?,
     };
     Ok(resp)
 }

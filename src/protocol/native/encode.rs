@@ -8,6 +8,8 @@
 //! of the chunk lengths pushed for it, so the lengths always add up to the
 //! payload. Encoding cannot fail on valid model values; a frame over 4 GiB
 //! is a caller bug and panics.
+//!
+//! The group APIs, which carry no payload, are encoded in `group`.
 use bytes::Bytes;
 use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, UnionWIPOffset, Vector, WIPOffset};
 
@@ -18,6 +20,8 @@ use crate::api::{
     ListOffsetsTopicResponse, NewTopic, OffsetSpec, PartitionInfo, ProduceTopic, ProduceTopicResponse, Request,
     RequestHeader, Response, ResponseHeader, TopicConfig, TopicInfo, TopicResult,
 };
+
+mod group;
 
 /// Initial builder capacity: enough for every request but large metadata,
 /// fetch and produce messages, which grow the builder by doubling.
@@ -167,6 +171,16 @@ fn request_body(fbb: &mut Fbb<'_>, req: &Request, payload: &mut Payload) -> (fb:
             let b = fb::ListOffsetsRequest::create(fbb, &fb::ListOffsetsRequestArgs { topics });
             (fb::RequestBody::ListOffsetsRequest, b.as_union_value())
         }
+        Request::FindCoordinator { group_id } => group::find_coordinator_request(fbb, group_id),
+        Request::JoinGroup(r) => group::join_group_request(fbb, r),
+        Request::SyncGroup(r) => group::sync_group_request(fbb, r),
+        Request::Heartbeat(r) => group::heartbeat_request(fbb, r),
+        Request::LeaveGroup(r) => group::leave_group_request(fbb, r),
+        Request::OffsetCommit(r) => group::offset_commit_request(fbb, r),
+        Request::OffsetFetch { group_id, topics } => group::offset_fetch_request(fbb, group_id, topics.as_deref()),
+        Request::ListGroups { states } => group::list_groups_request(fbb, states),
+        Request::DescribeGroups { groups } => group::describe_groups_request(fbb, groups),
+        Request::DeleteGroups { groups } => group::delete_groups_request(fbb, groups),
     }
 }
 
@@ -303,6 +317,16 @@ fn response_body(fbb: &mut Fbb<'_>, resp: &Response, payload: &mut Payload) -> (
             let b = fb::ListOffsetsResponse::create(fbb, &fb::ListOffsetsResponseArgs { topics });
             (fb::ResponseBody::ListOffsetsResponse, b.as_union_value())
         }
+        Response::FindCoordinator(c) => group::find_coordinator_response(fbb, c),
+        Response::JoinGroup(r) => group::join_group_response(fbb, r),
+        Response::SyncGroup(r) => group::sync_group_response(fbb, r),
+        Response::Heartbeat { error } => group::heartbeat_response(fbb, *error),
+        Response::LeaveGroup(r) => group::leave_group_response(fbb, r),
+        Response::OffsetCommit { topics } => group::offset_commit_response(fbb, topics),
+        Response::OffsetFetch { error, topics } => group::offset_fetch_response(fbb, *error, topics),
+        Response::ListGroups { error, groups } => group::list_groups_response(fbb, *error, groups),
+        Response::DescribeGroups { groups } => group::describe_groups_response(fbb, groups),
+        Response::DeleteGroups { groups } => group::delete_groups_response(fbb, groups),
         Response::Error { error, message } => {
             let message = opt_string(fbb, message);
             let b = fb::ErrorResponse::create(

@@ -76,6 +76,56 @@ pub const SUPPORTED: &[ApiVersionRange] = &[
         min_version: 0,
         max_version: 0,
     },
+    ApiVersionRange {
+        api: ApiKey::FindCoordinator,
+        min_version: 0,
+        max_version: 0,
+    },
+    ApiVersionRange {
+        api: ApiKey::JoinGroup,
+        min_version: 0,
+        max_version: 0,
+    },
+    ApiVersionRange {
+        api: ApiKey::SyncGroup,
+        min_version: 0,
+        max_version: 0,
+    },
+    ApiVersionRange {
+        api: ApiKey::Heartbeat,
+        min_version: 0,
+        max_version: 0,
+    },
+    ApiVersionRange {
+        api: ApiKey::LeaveGroup,
+        min_version: 0,
+        max_version: 0,
+    },
+    ApiVersionRange {
+        api: ApiKey::OffsetCommit,
+        min_version: 0,
+        max_version: 0,
+    },
+    ApiVersionRange {
+        api: ApiKey::OffsetFetch,
+        min_version: 0,
+        max_version: 0,
+    },
+    ApiVersionRange {
+        api: ApiKey::ListGroups,
+        min_version: 0,
+        max_version: 0,
+    },
+    ApiVersionRange {
+        api: ApiKey::DescribeGroups,
+        min_version: 0,
+        max_version: 0,
+    },
+    ApiVersionRange {
+        api: ApiKey::DeleteGroups,
+        min_version: 0,
+        max_version: 0,
+    },
 ];
 
 /// The API a response answers, or `None` for `Error`, which answers any.
@@ -88,6 +138,16 @@ fn response_api(resp: &Response) -> Option<ApiKey> {
         Response::Produce { .. } => Some(ApiKey::Produce),
         Response::Fetch { .. } => Some(ApiKey::Fetch),
         Response::ListOffsets { .. } => Some(ApiKey::ListOffsets),
+        Response::FindCoordinator(_) => Some(ApiKey::FindCoordinator),
+        Response::JoinGroup(_) => Some(ApiKey::JoinGroup),
+        Response::SyncGroup(_) => Some(ApiKey::SyncGroup),
+        Response::Heartbeat { .. } => Some(ApiKey::Heartbeat),
+        Response::LeaveGroup(_) => Some(ApiKey::LeaveGroup),
+        Response::OffsetCommit { .. } => Some(ApiKey::OffsetCommit),
+        Response::OffsetFetch { .. } => Some(ApiKey::OffsetFetch),
+        Response::ListGroups { .. } => Some(ApiKey::ListGroups),
+        Response::DescribeGroups { .. } => Some(ApiKey::DescribeGroups),
+        Response::DeleteGroups { .. } => Some(ApiKey::DeleteGroups),
         Response::Error { .. } => None,
     }
 }

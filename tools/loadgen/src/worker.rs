@@ -32,6 +32,8 @@ const IO_MEMORY_BYTES: usize = 1 << 20;
 const STOP_CHECK: Duration = Duration::from_millis(50);
 /// How long one consumer poll waits for records.
 const POLL_WAIT: Duration = Duration::from_millis(100);
+/// How long a max-rate producer waits for consumers to catch up.
+const BACKLOG_CHECK: Duration = Duration::from_millis(1);
 
 /// What every executor is given.
 pub struct Plan {
@@ -58,6 +60,12 @@ pub struct Control {
     pub stop_consumers: AtomicBool,
     /// Producers that finished (every message acknowledged or failed).
     pub producers_done: AtomicUsize,
+    /// Messages acknowledged and consumed over all executors: in max-rate
+    /// mode producers pause while the difference (the consumers' backlog)
+    /// is above the workload's bound, so the rate found is one consumers
+    /// sustain too.
+    pub acked: AtomicU64,
+    pub consumed: AtomicU64,
 }
 
 impl Control {
@@ -168,8 +176,16 @@ async fn positioned_consumer(client: &Client, plan: &Plan, c: usize) -> Result<C
 /// Producer `p`: at a fixed rate per the schedule, or (rate 0) as fast as
 /// `inflight_max` unacknowledged messages allow. Returns once every
 /// message sent is acknowledged or failed.
-async fn produce(p: u32, producer: Producer, plan: &Plan, stats: &Arc<WorkerStats>, control: &Control, go_ns: u64) {
+async fn produce(
+    p: u32,
+    producer: Producer,
+    plan: &Plan,
+    stats: &Arc<WorkerStats>,
+    control: &Arc<Control>,
+    go_ns: u64,
+) {
     let w = &plan.workload;
+    let backlog_max = w.backlog_max();
     let window = Rc::new(Semaphore::new(u64::from(w.inflight_max)));
     let schedule = (!w.max_rate()).then(|| Schedule::for_producer(w.producer_rate, w.producers, p, go_ns));
     let stopped = || control.stop_producers.load(Ordering::Relaxed);
@@ -185,7 +201,17 @@ async fn produce(p: u32, producer: Producer, plan: &Plan, stats: &Arc<WorkerStat
                 }
                 s.intended_ns(i)
             }
-            None => 0,
+            None => {
+                let backlog = control
+                    .acked
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(control.consumed.load(Ordering::Relaxed));
+                if backlog > backlog_max {
+                    glommio::timer::sleep(BACKLOG_CHECK).await;
+                    continue;
+                }
+                0
+            }
         };
         if window.acquire(1).await.is_err() {
             break;
@@ -197,7 +223,7 @@ async fn produce(p: u32, producer: Producer, plan: &Plan, stats: &Arc<WorkerStat
         } else {
             plan.clock.now_ns()
         };
-        send_one(&producer, plan, stats, &window, p, i, send_ns);
+        send_one(&producer, plan, stats, control, &window, p, i, send_ns);
         i += 1;
         glommio::yield_if_needed().await;
     }
@@ -206,10 +232,12 @@ async fn produce(p: u32, producer: Producer, plan: &Plan, stats: &Arc<WorkerStat
     producer.close().await;
 }
 
+#[allow(clippy::too_many_arguments)]
 fn send_one(
     producer: &Producer,
     plan: &Plan,
     stats: &Arc<WorkerStats>,
+    control: &Arc<Control>,
     window: &Rc<Semaphore>,
     p: u32,
     i: u64,
@@ -225,10 +253,13 @@ fn send_one(
     let topic = &plan.topics[(i % plan.topics.len() as u64) as usize];
     let ack = producer.send(topic, key, Some(value.freeze()), Vec::new());
     stats.sent.fetch_add(1, Ordering::Relaxed);
-    let (stats, window, clock) = (stats.clone(), window.clone(), plan.clock);
+    let (stats, control, window, clock) = (stats.clone(), control.clone(), window.clone(), plan.clock);
     glommio::spawn_local(async move {
         match ack.await {
-            Ok(_) => stats.record_ack(clock.now_ns().saturating_sub(send_ns) / 1000, bytes),
+            Ok(_) => {
+                stats.record_ack(clock.now_ns().saturating_sub(send_ns) / 1000, bytes);
+                control.acked.fetch_add(1, Ordering::Relaxed);
+            }
             Err(e) => stats.record_error(format!("produce: {e}")),
         }
         window.signal(1);
@@ -258,6 +289,7 @@ async fn consume(mut consumer: Consumer, plan: &Plan, stats: &WorkerStats, contr
                 }
                 if !records.is_empty() {
                     stats.record_consumed(records.len() as u64, bytes, &latencies);
+                    control.consumed.fetch_add(records.len() as u64, Ordering::Relaxed);
                 }
             }
             Err(e) => {

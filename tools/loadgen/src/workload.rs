@@ -78,6 +78,11 @@ pub struct Workload {
     /// Flush policy of the topics the run creates ("every-append",
     /// "interval:MS", "bytes:N"); the broker default when absent.
     pub flush: Option<String>,
+    /// Max-rate mode: producers pause while more than this many
+    /// acknowledged messages are not yet consumed, so the rate found is the
+    /// maximum *sustainable* one (consumers keep up). 0: 64 MiB worth of
+    /// messages.
+    pub backlog_max: u64,
 }
 
 impl Default for Workload {
@@ -100,6 +105,7 @@ impl Default for Workload {
             keyed: false,
             inflight_max: 4096,
             flush: None,
+            backlog_max: 0,
         }
     }
 }
@@ -253,6 +259,14 @@ impl Workload {
 
     pub fn max_rate(&self) -> bool {
         self.producer_rate == 0.0
+    }
+
+    /// The consumer backlog (messages) at which max-rate producers pause.
+    pub fn backlog_max(&self) -> u64 {
+        match self.backlog_max {
+            0 => ((64u64 << 20) / self.message_size.max(1) as u64).max(u64::from(self.inflight_max)),
+            n => n,
+        }
     }
 
     pub fn warmup(&self) -> Duration {

@@ -186,3 +186,153 @@ fn a_missing_required_name_fails_verification() {
     let err = decode_request(request(ApiKey::Fetch as u16, 0, build, b"")).unwrap_err();
     assert!(matches!(err, NativeError::Verify(_)), "{err:?}");
 }
+
+/// Each union member maps to the API of the same name; every API has exactly
+/// one request and one response member; `NONE` and `ErrorResponse` map to none.
+#[test]
+fn body_types_map_to_the_api_of_their_name() {
+    for api in ApiKey::ALL {
+        let requests: Vec<_> = (0..=u8::MAX)
+            .map(fb::RequestBody)
+            .filter(|t| request_body_api(*t) == Some(api))
+            .collect();
+        assert_eq!(requests.len(), 1, "{api:?}");
+        assert_eq!(requests[0].variant_name(), Some(format!("{api:?}Request").as_str()));
+        let responses: Vec<_> = (0..=u8::MAX)
+            .map(fb::ResponseBody)
+            .filter(|t| response_body_api(*t) == Some(api))
+            .collect();
+        assert_eq!(responses.len(), 1, "{api:?}");
+        assert_eq!(responses[0].variant_name(), Some(format!("{api:?}Response").as_str()));
+    }
+    assert_eq!(request_body_api(fb::RequestBody::NONE), None);
+    assert_eq!(response_body_api(fb::ResponseBody::NONE), None);
+    assert_eq!(response_body_api(fb::ResponseBody::ErrorResponse), None);
+}
+
+fn heartbeat(fbb: &mut FlatBufferBuilder<'static>) -> (fb::RequestBody, WIPOffset<UnionWIPOffset>) {
+    let group_id = Some(fbb.create_string("g"));
+    let args = fb::HeartbeatRequestArgs {
+        group_id,
+        generation_id: 1,
+        member_id: None,
+        group_instance_id: None,
+    };
+    let b = fb::HeartbeatRequest::create(fbb, &args);
+    (fb::RequestBody::HeartbeatRequest, b.as_union_value())
+}
+
+#[test]
+fn a_group_body_must_match_the_header_api() {
+    let (_, req) = decode_request(request(ApiKey::Heartbeat as u16, 0, heartbeat, b"")).unwrap();
+    assert_eq!(
+        req,
+        Request::Heartbeat(crate::api::HeartbeatRequest {
+            group_id: "g".into(),
+            generation_id: 1,
+            member_id: String::new(),
+            group_instance_id: None,
+        })
+    );
+    for api in [
+        ApiKey::JoinGroup,
+        ApiKey::SyncGroup,
+        ApiKey::LeaveGroup,
+        ApiKey::ListOffsets,
+    ] {
+        let err = decode_request(request(api as u16, 0, heartbeat, b"")).unwrap_err();
+        assert_eq!(
+            err,
+            NativeError::Invalid("request body does not match the header's api")
+        );
+    }
+}
+
+#[test]
+fn a_missing_group_id_fails_verification() {
+    fn top_level(fbb: &mut FlatBufferBuilder<'static>) -> (fb::RequestBody, WIPOffset<UnionWIPOffset>) {
+        // Written by hand: the generated builder refuses to omit a required field.
+        let start = fbb.start_table();
+        let b: WIPOffset<fb::JoinGroupRequest> = WIPOffset::new(fbb.end_table(start).value());
+        (fb::RequestBody::JoinGroupRequest, b.as_union_value())
+    }
+    fn nested(fbb: &mut FlatBufferBuilder<'static>) -> (fb::RequestBody, WIPOffset<UnionWIPOffset>) {
+        let start = fbb.start_table();
+        let t: WIPOffset<fb::OffsetCommitTopic> = WIPOffset::new(fbb.end_table(start).value());
+        let topics = Some(fbb.create_vector(&[t]));
+        let group_id = Some(fbb.create_string("g"));
+        let args = fb::OffsetCommitRequestArgs {
+            group_id,
+            topics,
+            ..Default::default()
+        };
+        let b = fb::OffsetCommitRequest::create(fbb, &args);
+        (fb::RequestBody::OffsetCommitRequest, b.as_union_value())
+    }
+    let err = decode_request(request(ApiKey::JoinGroup as u16, 0, top_level, b"")).unwrap_err();
+    assert!(
+        matches!(err, NativeError::Verify(ref m) if m.contains("group_id")),
+        "{err:?}"
+    );
+    let err = decode_request(request(ApiKey::OffsetCommit as u16, 0, nested, b"")).unwrap_err();
+    assert!(
+        matches!(err, NativeError::Verify(ref m) if m.contains("name")),
+        "{err:?}"
+    );
+}
+
+/// A response frame body (after the prefix) built from `body`.
+fn response(
+    build: impl FnOnce(&mut FlatBufferBuilder<'static>) -> (fb::ResponseBody, Option<WIPOffset<UnionWIPOffset>>),
+) -> Bytes {
+    let mut fbb = FlatBufferBuilder::new();
+    let (body_type, body) = build(&mut fbb);
+    let header = fb::ResponseHeader::create(&mut fbb, &fb::ResponseHeaderArgs { correlation_id: 9 });
+    let root = fb::ResponseFrame::create(
+        &mut fbb,
+        &fb::ResponseFrameArgs {
+            header: Some(header),
+            body_type,
+            body,
+        },
+    );
+    fbb.finish(root, None);
+    let chunks = frame::assemble(fbb, Vec::new(), 0);
+    let frame: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+    Bytes::from(frame).slice(frame::FRAME_PREFIX_BYTES..)
+}
+
+#[test]
+fn a_group_body_type_without_its_body_fails_verification() {
+    let frame = response(|_| (fb::ResponseBody::JoinGroupResponse, None));
+    let err = decode_response(frame.clone(), ApiKey::JoinGroup).unwrap_err();
+    assert!(matches!(err, NativeError::Verify(_)), "{err:?}");
+    assert_eq!(frame::peek_correlation_id(&frame), Some(9));
+}
+
+#[test]
+fn unknown_error_codes_in_group_responses_read_as_unknown() {
+    let frame = response(|fbb| {
+        let group_id = Some(fbb.create_string("g"));
+        let r = fb::GroupResult::create(
+            fbb,
+            &fb::GroupResultArgs {
+                group_id,
+                error: 12_345,
+            },
+        );
+        let groups = Some(fbb.create_vector(&[r]));
+        let b = fb::DeleteGroupsResponse::create(fbb, &fb::DeleteGroupsResponseArgs { groups });
+        (fb::ResponseBody::DeleteGroupsResponse, Some(b.as_union_value()))
+    });
+    let (_, resp) = decode_response(frame, ApiKey::DeleteGroups).unwrap();
+    assert_eq!(
+        resp,
+        Response::DeleteGroups {
+            groups: vec![crate::api::GroupResult {
+                group_id: "g".into(),
+                error: ErrorCode::Unknown,
+            }],
+        }
+    );
+}

@@ -194,10 +194,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for OffsetKind {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 7;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 17;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 8] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 18] = [
   RequestBody::NONE,
   RequestBody::ApiVersionsRequest,
   RequestBody::MetadataRequest,
@@ -206,6 +206,16 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 8] = [
   RequestBody::ProduceRequest,
   RequestBody::FetchRequest,
   RequestBody::ListOffsetsRequest,
+  RequestBody::FindCoordinatorRequest,
+  RequestBody::JoinGroupRequest,
+  RequestBody::SyncGroupRequest,
+  RequestBody::HeartbeatRequest,
+  RequestBody::LeaveGroupRequest,
+  RequestBody::OffsetCommitRequest,
+  RequestBody::OffsetFetchRequest,
+  RequestBody::ListGroupsRequest,
+  RequestBody::DescribeGroupsRequest,
+  RequestBody::DeleteGroupsRequest,
 ];
 
 /// One member per API, in ApiKey order: the discriminant is ApiKey + 1.
@@ -223,9 +233,19 @@ impl RequestBody {
   pub const ProduceRequest: Self = Self(5);
   pub const FetchRequest: Self = Self(6);
   pub const ListOffsetsRequest: Self = Self(7);
+  pub const FindCoordinatorRequest: Self = Self(8);
+  pub const JoinGroupRequest: Self = Self(9);
+  pub const SyncGroupRequest: Self = Self(10);
+  pub const HeartbeatRequest: Self = Self(11);
+  pub const LeaveGroupRequest: Self = Self(12);
+  pub const OffsetCommitRequest: Self = Self(13);
+  pub const OffsetFetchRequest: Self = Self(14);
+  pub const ListGroupsRequest: Self = Self(15);
+  pub const DescribeGroupsRequest: Self = Self(16);
+  pub const DeleteGroupsRequest: Self = Self(17);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 7;
+  pub const ENUM_MAX: u8 = 17;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsRequest,
@@ -235,6 +255,16 @@ impl RequestBody {
     Self::ProduceRequest,
     Self::FetchRequest,
     Self::ListOffsetsRequest,
+    Self::FindCoordinatorRequest,
+    Self::JoinGroupRequest,
+    Self::SyncGroupRequest,
+    Self::HeartbeatRequest,
+    Self::LeaveGroupRequest,
+    Self::OffsetCommitRequest,
+    Self::OffsetFetchRequest,
+    Self::ListGroupsRequest,
+    Self::DescribeGroupsRequest,
+    Self::DeleteGroupsRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -247,6 +277,16 @@ impl RequestBody {
       Self::ProduceRequest => Some("ProduceRequest"),
       Self::FetchRequest => Some("FetchRequest"),
       Self::ListOffsetsRequest => Some("ListOffsetsRequest"),
+      Self::FindCoordinatorRequest => Some("FindCoordinatorRequest"),
+      Self::JoinGroupRequest => Some("JoinGroupRequest"),
+      Self::SyncGroupRequest => Some("SyncGroupRequest"),
+      Self::HeartbeatRequest => Some("HeartbeatRequest"),
+      Self::LeaveGroupRequest => Some("LeaveGroupRequest"),
+      Self::OffsetCommitRequest => Some("OffsetCommitRequest"),
+      Self::OffsetFetchRequest => Some("OffsetFetchRequest"),
+      Self::ListGroupsRequest => Some("ListGroupsRequest"),
+      Self::DescribeGroupsRequest => Some("DescribeGroupsRequest"),
+      Self::DeleteGroupsRequest => Some("DeleteGroupsRequest"),
       _ => None,
     }
   }
@@ -306,10 +346,10 @@ pub struct RequestBodyUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE_BODY: u8 = 8;
+pub const ENUM_MAX_RESPONSE_BODY: u8 = 18;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 9] = [
+pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 19] = [
   ResponseBody::NONE,
   ResponseBody::ApiVersionsResponse,
   ResponseBody::MetadataResponse,
@@ -319,10 +359,22 @@ pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 9] = [
   ResponseBody::FetchResponse,
   ResponseBody::ListOffsetsResponse,
   ResponseBody::ErrorResponse,
+  ResponseBody::FindCoordinatorResponse,
+  ResponseBody::JoinGroupResponse,
+  ResponseBody::SyncGroupResponse,
+  ResponseBody::HeartbeatResponse,
+  ResponseBody::LeaveGroupResponse,
+  ResponseBody::OffsetCommitResponse,
+  ResponseBody::OffsetFetchResponse,
+  ResponseBody::ListGroupsResponse,
+  ResponseBody::DescribeGroupsResponse,
+  ResponseBody::DeleteGroupsResponse,
 ];
 
-/// One member per API in ApiKey order (discriminant = ApiKey + 1), then
-/// ErrorResponse, which may answer a request of any API.
+/// ApiKeys 0 to 6 in ApiKey order (discriminant = ApiKey + 1), then
+/// ErrorResponse (8), which may answer a request of any API, then ApiKeys 7
+/// onwards in ApiKey order (discriminant = ApiKey + 2): they came later, and
+/// members are only ever appended.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 #[repr(transparent)]
 pub struct ResponseBody(pub u8);
@@ -337,9 +389,19 @@ impl ResponseBody {
   pub const FetchResponse: Self = Self(6);
   pub const ListOffsetsResponse: Self = Self(7);
   pub const ErrorResponse: Self = Self(8);
+  pub const FindCoordinatorResponse: Self = Self(9);
+  pub const JoinGroupResponse: Self = Self(10);
+  pub const SyncGroupResponse: Self = Self(11);
+  pub const HeartbeatResponse: Self = Self(12);
+  pub const LeaveGroupResponse: Self = Self(13);
+  pub const OffsetCommitResponse: Self = Self(14);
+  pub const OffsetFetchResponse: Self = Self(15);
+  pub const ListGroupsResponse: Self = Self(16);
+  pub const DescribeGroupsResponse: Self = Self(17);
+  pub const DeleteGroupsResponse: Self = Self(18);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 8;
+  pub const ENUM_MAX: u8 = 18;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsResponse,
@@ -350,6 +412,16 @@ impl ResponseBody {
     Self::FetchResponse,
     Self::ListOffsetsResponse,
     Self::ErrorResponse,
+    Self::FindCoordinatorResponse,
+    Self::JoinGroupResponse,
+    Self::SyncGroupResponse,
+    Self::HeartbeatResponse,
+    Self::LeaveGroupResponse,
+    Self::OffsetCommitResponse,
+    Self::OffsetFetchResponse,
+    Self::ListGroupsResponse,
+    Self::DescribeGroupsResponse,
+    Self::DeleteGroupsResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -363,6 +435,16 @@ impl ResponseBody {
       Self::FetchResponse => Some("FetchResponse"),
       Self::ListOffsetsResponse => Some("ListOffsetsResponse"),
       Self::ErrorResponse => Some("ErrorResponse"),
+      Self::FindCoordinatorResponse => Some("FindCoordinatorResponse"),
+      Self::JoinGroupResponse => Some("JoinGroupResponse"),
+      Self::SyncGroupResponse => Some("SyncGroupResponse"),
+      Self::HeartbeatResponse => Some("HeartbeatResponse"),
+      Self::LeaveGroupResponse => Some("LeaveGroupResponse"),
+      Self::OffsetCommitResponse => Some("OffsetCommitResponse"),
+      Self::OffsetFetchResponse => Some("OffsetFetchResponse"),
+      Self::ListGroupsResponse => Some("ListGroupsResponse"),
+      Self::DescribeGroupsResponse => Some("DescribeGroupsResponse"),
+      Self::DeleteGroupsResponse => Some("DeleteGroupsResponse"),
       _ => None,
     }
   }
@@ -2718,6 +2800,2077 @@ impl ::core::fmt::Debug for ListOffsetsRequest<'_> {
       ds.finish()
   }
 }
+pub enum FindCoordinatorRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// ApiKey 7. Which broker and shard coordinate a group.
+pub struct FindCoordinatorRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for FindCoordinatorRequest<'a> {
+  type Inner = FindCoordinatorRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> FindCoordinatorRequest<'a> {
+  pub const VT_GROUP_ID: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    FindCoordinatorRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args FindCoordinatorRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<FindCoordinatorRequest<'bldr>> {
+    let mut builder = FindCoordinatorRequestBuilder::new(_fbb);
+    if let Some(x) = args.group_id { builder.add_group_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn group_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(FindCoordinatorRequest::VT_GROUP_ID, None).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for FindCoordinatorRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group_id", Self::VT_GROUP_ID, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct FindCoordinatorRequestArgs<'a> {
+    pub group_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for FindCoordinatorRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    FindCoordinatorRequestArgs {
+      group_id: None, // required field
+    }
+  }
+}
+
+pub struct FindCoordinatorRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> FindCoordinatorRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group_id(&mut self, group_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(FindCoordinatorRequest::VT_GROUP_ID, group_id);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> FindCoordinatorRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    FindCoordinatorRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<FindCoordinatorRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, FindCoordinatorRequest::VT_GROUP_ID,"group_id");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for FindCoordinatorRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("FindCoordinatorRequest");
+      ds.field("group_id", &self.group_id());
+      ds.finish()
+  }
+}
+pub enum JoinGroupProtocolOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One assignment protocol a joining member supports.
+pub struct JoinGroupProtocol<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for JoinGroupProtocol<'a> {
+  type Inner = JoinGroupProtocol<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> JoinGroupProtocol<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_METADATA: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    JoinGroupProtocol { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args JoinGroupProtocolArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<JoinGroupProtocol<'bldr>> {
+    let mut builder = JoinGroupProtocolBuilder::new(_fbb);
+    if let Some(x) = args.metadata { builder.add_metadata(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  /// The assignor name, e.g. "range".
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(JoinGroupProtocol::VT_NAME, None).unwrap()}
+  }
+  /// Opaque to the coordinator (for consumers: the subscription).
+  #[inline]
+  pub fn metadata(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(JoinGroupProtocol::VT_METADATA, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for JoinGroupProtocol<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("metadata", Self::VT_METADATA, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct JoinGroupProtocolArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub metadata: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for JoinGroupProtocolArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    JoinGroupProtocolArgs {
+      name: None, // required field
+      metadata: None,
+    }
+  }
+}
+
+pub struct JoinGroupProtocolBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> JoinGroupProtocolBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupProtocol::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_metadata(&mut self, metadata: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupProtocol::VT_METADATA, metadata);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> JoinGroupProtocolBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    JoinGroupProtocolBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<JoinGroupProtocol<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, JoinGroupProtocol::VT_NAME,"name");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for JoinGroupProtocol<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("JoinGroupProtocol");
+      ds.field("name", &self.name());
+      ds.field("metadata", &self.metadata());
+      ds.finish()
+  }
+}
+pub enum JoinGroupRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// ApiKey 8.
+pub struct JoinGroupRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for JoinGroupRequest<'a> {
+  type Inner = JoinGroupRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> JoinGroupRequest<'a> {
+  pub const VT_GROUP_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_SESSION_TIMEOUT_MS: ::flatbuffers::VOffsetT = 6;
+  pub const VT_REBALANCE_TIMEOUT_MS: ::flatbuffers::VOffsetT = 8;
+  pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 10;
+  pub const VT_GROUP_INSTANCE_ID: ::flatbuffers::VOffsetT = 12;
+  pub const VT_PROTOCOL_TYPE: ::flatbuffers::VOffsetT = 14;
+  pub const VT_PROTOCOLS: ::flatbuffers::VOffsetT = 16;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    JoinGroupRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args JoinGroupRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<JoinGroupRequest<'bldr>> {
+    let mut builder = JoinGroupRequestBuilder::new(_fbb);
+    if let Some(x) = args.protocols { builder.add_protocols(x); }
+    if let Some(x) = args.protocol_type { builder.add_protocol_type(x); }
+    if let Some(x) = args.group_instance_id { builder.add_group_instance_id(x); }
+    if let Some(x) = args.member_id { builder.add_member_id(x); }
+    builder.add_rebalance_timeout_ms(args.rebalance_timeout_ms);
+    builder.add_session_timeout_ms(args.session_timeout_ms);
+    if let Some(x) = args.group_id { builder.add_group_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn group_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(JoinGroupRequest::VT_GROUP_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn session_timeout_ms(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(JoinGroupRequest::VT_SESSION_TIMEOUT_MS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn rebalance_timeout_ms(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(JoinGroupRequest::VT_REBALANCE_TIMEOUT_MS, Some(0)).unwrap()}
+  }
+  /// "" for a member joining for the first time.
+  #[inline]
+  pub fn member_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(JoinGroupRequest::VT_MEMBER_ID, None)}
+  }
+  /// Static membership (KIP-345). Absent: none (a dynamic member).
+  #[inline]
+  pub fn group_instance_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(JoinGroupRequest::VT_GROUP_INSTANCE_ID, None)}
+  }
+  #[inline]
+  pub fn protocol_type(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(JoinGroupRequest::VT_PROTOCOL_TYPE, None)}
+  }
+  /// In preference order.
+  #[inline]
+  pub fn protocols(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<JoinGroupProtocol<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<JoinGroupProtocol>>>>(JoinGroupRequest::VT_PROTOCOLS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for JoinGroupRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group_id", Self::VT_GROUP_ID, true)?
+     .visit_field::<u32>("session_timeout_ms", Self::VT_SESSION_TIMEOUT_MS, false)?
+     .visit_field::<u32>("rebalance_timeout_ms", Self::VT_REBALANCE_TIMEOUT_MS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group_instance_id", Self::VT_GROUP_INSTANCE_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("protocol_type", Self::VT_PROTOCOL_TYPE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<JoinGroupProtocol>>>>("protocols", Self::VT_PROTOCOLS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct JoinGroupRequestArgs<'a> {
+    pub group_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub session_timeout_ms: u32,
+    pub rebalance_timeout_ms: u32,
+    pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub group_instance_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub protocol_type: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub protocols: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<JoinGroupProtocol<'a>>>>>,
+}
+impl<'a> Default for JoinGroupRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    JoinGroupRequestArgs {
+      group_id: None, // required field
+      session_timeout_ms: 0,
+      rebalance_timeout_ms: 0,
+      member_id: None,
+      group_instance_id: None,
+      protocol_type: None,
+      protocols: None,
+    }
+  }
+}
+
+pub struct JoinGroupRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> JoinGroupRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group_id(&mut self, group_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupRequest::VT_GROUP_ID, group_id);
+  }
+  #[inline]
+  pub fn add_session_timeout_ms(&mut self, session_timeout_ms: u32) {
+    self.fbb_.push_slot::<u32>(JoinGroupRequest::VT_SESSION_TIMEOUT_MS, session_timeout_ms, 0);
+  }
+  #[inline]
+  pub fn add_rebalance_timeout_ms(&mut self, rebalance_timeout_ms: u32) {
+    self.fbb_.push_slot::<u32>(JoinGroupRequest::VT_REBALANCE_TIMEOUT_MS, rebalance_timeout_ms, 0);
+  }
+  #[inline]
+  pub fn add_member_id(&mut self, member_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupRequest::VT_MEMBER_ID, member_id);
+  }
+  #[inline]
+  pub fn add_group_instance_id(&mut self, group_instance_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupRequest::VT_GROUP_INSTANCE_ID, group_instance_id);
+  }
+  #[inline]
+  pub fn add_protocol_type(&mut self, protocol_type: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupRequest::VT_PROTOCOL_TYPE, protocol_type);
+  }
+  #[inline]
+  pub fn add_protocols(&mut self, protocols: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<JoinGroupProtocol<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupRequest::VT_PROTOCOLS, protocols);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> JoinGroupRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    JoinGroupRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<JoinGroupRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, JoinGroupRequest::VT_GROUP_ID,"group_id");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for JoinGroupRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("JoinGroupRequest");
+      ds.field("group_id", &self.group_id());
+      ds.field("session_timeout_ms", &self.session_timeout_ms());
+      ds.field("rebalance_timeout_ms", &self.rebalance_timeout_ms());
+      ds.field("member_id", &self.member_id());
+      ds.field("group_instance_id", &self.group_instance_id());
+      ds.field("protocol_type", &self.protocol_type());
+      ds.field("protocols", &self.protocols());
+      ds.finish()
+  }
+}
+pub enum MemberAssignmentOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// The assignment the group leader hands one member.
+pub struct MemberAssignment<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for MemberAssignment<'a> {
+  type Inner = MemberAssignment<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> MemberAssignment<'a> {
+  pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ASSIGNMENT: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    MemberAssignment { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args MemberAssignmentArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<MemberAssignment<'bldr>> {
+    let mut builder = MemberAssignmentBuilder::new(_fbb);
+    if let Some(x) = args.assignment { builder.add_assignment(x); }
+    if let Some(x) = args.member_id { builder.add_member_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn member_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(MemberAssignment::VT_MEMBER_ID, None)}
+  }
+  /// Opaque to the coordinator (for consumers: the assignment).
+  #[inline]
+  pub fn assignment(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(MemberAssignment::VT_ASSIGNMENT, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for MemberAssignment<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("assignment", Self::VT_ASSIGNMENT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct MemberAssignmentArgs<'a> {
+    pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub assignment: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for MemberAssignmentArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    MemberAssignmentArgs {
+      member_id: None,
+      assignment: None,
+    }
+  }
+}
+
+pub struct MemberAssignmentBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> MemberAssignmentBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_member_id(&mut self, member_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(MemberAssignment::VT_MEMBER_ID, member_id);
+  }
+  #[inline]
+  pub fn add_assignment(&mut self, assignment: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(MemberAssignment::VT_ASSIGNMENT, assignment);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> MemberAssignmentBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    MemberAssignmentBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<MemberAssignment<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for MemberAssignment<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("MemberAssignment");
+      ds.field("member_id", &self.member_id());
+      ds.field("assignment", &self.assignment());
+      ds.finish()
+  }
+}
+pub enum SyncGroupRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// ApiKey 9.
+pub struct SyncGroupRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for SyncGroupRequest<'a> {
+  type Inner = SyncGroupRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> SyncGroupRequest<'a> {
+  pub const VT_GROUP_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_GENERATION_ID: ::flatbuffers::VOffsetT = 6;
+  pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 8;
+  pub const VT_GROUP_INSTANCE_ID: ::flatbuffers::VOffsetT = 10;
+  pub const VT_PROTOCOL_TYPE: ::flatbuffers::VOffsetT = 12;
+  pub const VT_PROTOCOL_NAME: ::flatbuffers::VOffsetT = 14;
+  pub const VT_ASSIGNMENTS: ::flatbuffers::VOffsetT = 16;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    SyncGroupRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args SyncGroupRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<SyncGroupRequest<'bldr>> {
+    let mut builder = SyncGroupRequestBuilder::new(_fbb);
+    if let Some(x) = args.assignments { builder.add_assignments(x); }
+    if let Some(x) = args.protocol_name { builder.add_protocol_name(x); }
+    if let Some(x) = args.protocol_type { builder.add_protocol_type(x); }
+    if let Some(x) = args.group_instance_id { builder.add_group_instance_id(x); }
+    if let Some(x) = args.member_id { builder.add_member_id(x); }
+    builder.add_generation_id(args.generation_id);
+    if let Some(x) = args.group_id { builder.add_group_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn group_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(SyncGroupRequest::VT_GROUP_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn generation_id(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(SyncGroupRequest::VT_GENERATION_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn member_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(SyncGroupRequest::VT_MEMBER_ID, None)}
+  }
+  /// Absent: none.
+  #[inline]
+  pub fn group_instance_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(SyncGroupRequest::VT_GROUP_INSTANCE_ID, None)}
+  }
+  /// Absent: none (not checked against the group's).
+  #[inline]
+  pub fn protocol_type(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(SyncGroupRequest::VT_PROTOCOL_TYPE, None)}
+  }
+  /// Absent: none (not checked against the group's).
+  #[inline]
+  pub fn protocol_name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(SyncGroupRequest::VT_PROTOCOL_NAME, None)}
+  }
+  /// Only the leader sends assignments; followers send none.
+  #[inline]
+  pub fn assignments(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<MemberAssignment<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<MemberAssignment>>>>(SyncGroupRequest::VT_ASSIGNMENTS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for SyncGroupRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group_id", Self::VT_GROUP_ID, true)?
+     .visit_field::<i32>("generation_id", Self::VT_GENERATION_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group_instance_id", Self::VT_GROUP_INSTANCE_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("protocol_type", Self::VT_PROTOCOL_TYPE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("protocol_name", Self::VT_PROTOCOL_NAME, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<MemberAssignment>>>>("assignments", Self::VT_ASSIGNMENTS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SyncGroupRequestArgs<'a> {
+    pub group_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub generation_id: i32,
+    pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub group_instance_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub protocol_type: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub protocol_name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub assignments: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<MemberAssignment<'a>>>>>,
+}
+impl<'a> Default for SyncGroupRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SyncGroupRequestArgs {
+      group_id: None, // required field
+      generation_id: 0,
+      member_id: None,
+      group_instance_id: None,
+      protocol_type: None,
+      protocol_name: None,
+      assignments: None,
+    }
+  }
+}
+
+pub struct SyncGroupRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SyncGroupRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group_id(&mut self, group_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SyncGroupRequest::VT_GROUP_ID, group_id);
+  }
+  #[inline]
+  pub fn add_generation_id(&mut self, generation_id: i32) {
+    self.fbb_.push_slot::<i32>(SyncGroupRequest::VT_GENERATION_ID, generation_id, 0);
+  }
+  #[inline]
+  pub fn add_member_id(&mut self, member_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SyncGroupRequest::VT_MEMBER_ID, member_id);
+  }
+  #[inline]
+  pub fn add_group_instance_id(&mut self, group_instance_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SyncGroupRequest::VT_GROUP_INSTANCE_ID, group_instance_id);
+  }
+  #[inline]
+  pub fn add_protocol_type(&mut self, protocol_type: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SyncGroupRequest::VT_PROTOCOL_TYPE, protocol_type);
+  }
+  #[inline]
+  pub fn add_protocol_name(&mut self, protocol_name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SyncGroupRequest::VT_PROTOCOL_NAME, protocol_name);
+  }
+  #[inline]
+  pub fn add_assignments(&mut self, assignments: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<MemberAssignment<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SyncGroupRequest::VT_ASSIGNMENTS, assignments);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SyncGroupRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    SyncGroupRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<SyncGroupRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, SyncGroupRequest::VT_GROUP_ID,"group_id");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for SyncGroupRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("SyncGroupRequest");
+      ds.field("group_id", &self.group_id());
+      ds.field("generation_id", &self.generation_id());
+      ds.field("member_id", &self.member_id());
+      ds.field("group_instance_id", &self.group_instance_id());
+      ds.field("protocol_type", &self.protocol_type());
+      ds.field("protocol_name", &self.protocol_name());
+      ds.field("assignments", &self.assignments());
+      ds.finish()
+  }
+}
+pub enum HeartbeatRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// ApiKey 10.
+pub struct HeartbeatRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for HeartbeatRequest<'a> {
+  type Inner = HeartbeatRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> HeartbeatRequest<'a> {
+  pub const VT_GROUP_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_GENERATION_ID: ::flatbuffers::VOffsetT = 6;
+  pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 8;
+  pub const VT_GROUP_INSTANCE_ID: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    HeartbeatRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args HeartbeatRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<HeartbeatRequest<'bldr>> {
+    let mut builder = HeartbeatRequestBuilder::new(_fbb);
+    if let Some(x) = args.group_instance_id { builder.add_group_instance_id(x); }
+    if let Some(x) = args.member_id { builder.add_member_id(x); }
+    builder.add_generation_id(args.generation_id);
+    if let Some(x) = args.group_id { builder.add_group_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn group_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(HeartbeatRequest::VT_GROUP_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn generation_id(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(HeartbeatRequest::VT_GENERATION_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn member_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(HeartbeatRequest::VT_MEMBER_ID, None)}
+  }
+  /// Absent: none.
+  #[inline]
+  pub fn group_instance_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(HeartbeatRequest::VT_GROUP_INSTANCE_ID, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for HeartbeatRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group_id", Self::VT_GROUP_ID, true)?
+     .visit_field::<i32>("generation_id", Self::VT_GENERATION_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group_instance_id", Self::VT_GROUP_INSTANCE_ID, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct HeartbeatRequestArgs<'a> {
+    pub group_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub generation_id: i32,
+    pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub group_instance_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for HeartbeatRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    HeartbeatRequestArgs {
+      group_id: None, // required field
+      generation_id: 0,
+      member_id: None,
+      group_instance_id: None,
+    }
+  }
+}
+
+pub struct HeartbeatRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HeartbeatRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group_id(&mut self, group_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(HeartbeatRequest::VT_GROUP_ID, group_id);
+  }
+  #[inline]
+  pub fn add_generation_id(&mut self, generation_id: i32) {
+    self.fbb_.push_slot::<i32>(HeartbeatRequest::VT_GENERATION_ID, generation_id, 0);
+  }
+  #[inline]
+  pub fn add_member_id(&mut self, member_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(HeartbeatRequest::VT_MEMBER_ID, member_id);
+  }
+  #[inline]
+  pub fn add_group_instance_id(&mut self, group_instance_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(HeartbeatRequest::VT_GROUP_INSTANCE_ID, group_instance_id);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HeartbeatRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    HeartbeatRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<HeartbeatRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, HeartbeatRequest::VT_GROUP_ID,"group_id");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for HeartbeatRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("HeartbeatRequest");
+      ds.field("group_id", &self.group_id());
+      ds.field("generation_id", &self.generation_id());
+      ds.field("member_id", &self.member_id());
+      ds.field("group_instance_id", &self.group_instance_id());
+      ds.finish()
+  }
+}
+pub enum LeavingMemberOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct LeavingMember<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for LeavingMember<'a> {
+  type Inner = LeavingMember<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> LeavingMember<'a> {
+  pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_GROUP_INSTANCE_ID: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    LeavingMember { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args LeavingMemberArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<LeavingMember<'bldr>> {
+    let mut builder = LeavingMemberBuilder::new(_fbb);
+    if let Some(x) = args.group_instance_id { builder.add_group_instance_id(x); }
+    if let Some(x) = args.member_id { builder.add_member_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn member_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(LeavingMember::VT_MEMBER_ID, None)}
+  }
+  /// Absent: none.
+  #[inline]
+  pub fn group_instance_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(LeavingMember::VT_GROUP_INSTANCE_ID, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for LeavingMember<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group_instance_id", Self::VT_GROUP_INSTANCE_ID, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct LeavingMemberArgs<'a> {
+    pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub group_instance_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for LeavingMemberArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    LeavingMemberArgs {
+      member_id: None,
+      group_instance_id: None,
+    }
+  }
+}
+
+pub struct LeavingMemberBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> LeavingMemberBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_member_id(&mut self, member_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(LeavingMember::VT_MEMBER_ID, member_id);
+  }
+  #[inline]
+  pub fn add_group_instance_id(&mut self, group_instance_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(LeavingMember::VT_GROUP_INSTANCE_ID, group_instance_id);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> LeavingMemberBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    LeavingMemberBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<LeavingMember<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for LeavingMember<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("LeavingMember");
+      ds.field("member_id", &self.member_id());
+      ds.field("group_instance_id", &self.group_instance_id());
+      ds.finish()
+  }
+}
+pub enum LeaveGroupRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// ApiKey 11.
+pub struct LeaveGroupRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for LeaveGroupRequest<'a> {
+  type Inner = LeaveGroupRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> LeaveGroupRequest<'a> {
+  pub const VT_GROUP_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MEMBERS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    LeaveGroupRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args LeaveGroupRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<LeaveGroupRequest<'bldr>> {
+    let mut builder = LeaveGroupRequestBuilder::new(_fbb);
+    if let Some(x) = args.members { builder.add_members(x); }
+    if let Some(x) = args.group_id { builder.add_group_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn group_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(LeaveGroupRequest::VT_GROUP_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn members(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<LeavingMember<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<LeavingMember>>>>(LeaveGroupRequest::VT_MEMBERS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for LeaveGroupRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group_id", Self::VT_GROUP_ID, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<LeavingMember>>>>("members", Self::VT_MEMBERS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct LeaveGroupRequestArgs<'a> {
+    pub group_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub members: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<LeavingMember<'a>>>>>,
+}
+impl<'a> Default for LeaveGroupRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    LeaveGroupRequestArgs {
+      group_id: None, // required field
+      members: None,
+    }
+  }
+}
+
+pub struct LeaveGroupRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> LeaveGroupRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group_id(&mut self, group_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(LeaveGroupRequest::VT_GROUP_ID, group_id);
+  }
+  #[inline]
+  pub fn add_members(&mut self, members: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<LeavingMember<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(LeaveGroupRequest::VT_MEMBERS, members);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> LeaveGroupRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    LeaveGroupRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<LeaveGroupRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, LeaveGroupRequest::VT_GROUP_ID,"group_id");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for LeaveGroupRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("LeaveGroupRequest");
+      ds.field("group_id", &self.group_id());
+      ds.field("members", &self.members());
+      ds.finish()
+  }
+}
+pub enum OffsetCommitPartitionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct OffsetCommitPartition<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetCommitPartition<'a> {
+  type Inner = OffsetCommitPartition<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetCommitPartition<'a> {
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 4;
+  pub const VT_OFFSET: ::flatbuffers::VOffsetT = 6;
+  pub const VT_LEADER_EPOCH: ::flatbuffers::VOffsetT = 8;
+  pub const VT_METADATA: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetCommitPartition { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetCommitPartitionArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetCommitPartition<'bldr>> {
+    let mut builder = OffsetCommitPartitionBuilder::new(_fbb);
+    builder.add_offset(args.offset);
+    if let Some(x) = args.metadata { builder.add_metadata(x); }
+    builder.add_leader_epoch(args.leader_epoch);
+    builder.add_partition(args.partition);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn partition(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(OffsetCommitPartition::VT_PARTITION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn offset(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(OffsetCommitPartition::VT_OFFSET, Some(0)).unwrap()}
+  }
+  /// -1 when unknown.
+  #[inline]
+  pub fn leader_epoch(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(OffsetCommitPartition::VT_LEADER_EPOCH, Some(-1)).unwrap()}
+  }
+  /// Absent: none.
+  #[inline]
+  pub fn metadata(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetCommitPartition::VT_METADATA, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetCommitPartition<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("partition", Self::VT_PARTITION, false)?
+     .visit_field::<i64>("offset", Self::VT_OFFSET, false)?
+     .visit_field::<i32>("leader_epoch", Self::VT_LEADER_EPOCH, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("metadata", Self::VT_METADATA, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetCommitPartitionArgs<'a> {
+    pub partition: u32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for OffsetCommitPartitionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetCommitPartitionArgs {
+      partition: 0,
+      offset: 0,
+      leader_epoch: -1,
+      metadata: None,
+    }
+  }
+}
+
+pub struct OffsetCommitPartitionBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetCommitPartitionBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_partition(&mut self, partition: u32) {
+    self.fbb_.push_slot::<u32>(OffsetCommitPartition::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn add_offset(&mut self, offset: i64) {
+    self.fbb_.push_slot::<i64>(OffsetCommitPartition::VT_OFFSET, offset, 0);
+  }
+  #[inline]
+  pub fn add_leader_epoch(&mut self, leader_epoch: i32) {
+    self.fbb_.push_slot::<i32>(OffsetCommitPartition::VT_LEADER_EPOCH, leader_epoch, -1);
+  }
+  #[inline]
+  pub fn add_metadata(&mut self, metadata: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitPartition::VT_METADATA, metadata);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetCommitPartitionBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetCommitPartitionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetCommitPartition<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetCommitPartition<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetCommitPartition");
+      ds.field("partition", &self.partition());
+      ds.field("offset", &self.offset());
+      ds.field("leader_epoch", &self.leader_epoch());
+      ds.field("metadata", &self.metadata());
+      ds.finish()
+  }
+}
+pub enum OffsetCommitTopicOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct OffsetCommitTopic<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetCommitTopic<'a> {
+  type Inner = OffsetCommitTopic<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetCommitTopic<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetCommitTopic { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetCommitTopicArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetCommitTopic<'bldr>> {
+    let mut builder = OffsetCommitTopicBuilder::new(_fbb);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetCommitTopic::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitPartition<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitPartition>>>>(OffsetCommitTopic::VT_PARTITIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetCommitTopic<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<OffsetCommitPartition>>>>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetCommitTopicArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitPartition<'a>>>>>,
+}
+impl<'a> Default for OffsetCommitTopicArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetCommitTopicArgs {
+      name: None, // required field
+      partitions: None,
+    }
+  }
+}
+
+pub struct OffsetCommitTopicBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetCommitTopicBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitTopic::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<OffsetCommitPartition<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitTopic::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetCommitTopicBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetCommitTopicBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetCommitTopic<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, OffsetCommitTopic::VT_NAME,"name");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetCommitTopic<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetCommitTopic");
+      ds.field("name", &self.name());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
+pub enum OffsetCommitRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// ApiKey 12.
+pub struct OffsetCommitRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetCommitRequest<'a> {
+  type Inner = OffsetCommitRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetCommitRequest<'a> {
+  pub const VT_GROUP_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_GENERATION_ID: ::flatbuffers::VOffsetT = 6;
+  pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 8;
+  pub const VT_GROUP_INSTANCE_ID: ::flatbuffers::VOffsetT = 10;
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetCommitRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetCommitRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetCommitRequest<'bldr>> {
+    let mut builder = OffsetCommitRequestBuilder::new(_fbb);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    if let Some(x) = args.group_instance_id { builder.add_group_instance_id(x); }
+    if let Some(x) = args.member_id { builder.add_member_id(x); }
+    builder.add_generation_id(args.generation_id);
+    if let Some(x) = args.group_id { builder.add_group_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn group_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetCommitRequest::VT_GROUP_ID, None).unwrap()}
+  }
+  /// -1 with an empty member id: a commit from outside the group protocol
+  /// (manual assignment), accepted only while the group has no members.
+  #[inline]
+  pub fn generation_id(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(OffsetCommitRequest::VT_GENERATION_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn member_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetCommitRequest::VT_MEMBER_ID, None)}
+  }
+  /// Absent: none.
+  #[inline]
+  pub fn group_instance_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetCommitRequest::VT_GROUP_INSTANCE_ID, None)}
+  }
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitTopic<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitTopic>>>>(OffsetCommitRequest::VT_TOPICS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetCommitRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group_id", Self::VT_GROUP_ID, true)?
+     .visit_field::<i32>("generation_id", Self::VT_GENERATION_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group_instance_id", Self::VT_GROUP_INSTANCE_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<OffsetCommitTopic>>>>("topics", Self::VT_TOPICS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetCommitRequestArgs<'a> {
+    pub group_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub generation_id: i32,
+    pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub group_instance_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitTopic<'a>>>>>,
+}
+impl<'a> Default for OffsetCommitRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetCommitRequestArgs {
+      group_id: None, // required field
+      generation_id: 0,
+      member_id: None,
+      group_instance_id: None,
+      topics: None,
+    }
+  }
+}
+
+pub struct OffsetCommitRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetCommitRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group_id(&mut self, group_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitRequest::VT_GROUP_ID, group_id);
+  }
+  #[inline]
+  pub fn add_generation_id(&mut self, generation_id: i32) {
+    self.fbb_.push_slot::<i32>(OffsetCommitRequest::VT_GENERATION_ID, generation_id, 0);
+  }
+  #[inline]
+  pub fn add_member_id(&mut self, member_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitRequest::VT_MEMBER_ID, member_id);
+  }
+  #[inline]
+  pub fn add_group_instance_id(&mut self, group_instance_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitRequest::VT_GROUP_INSTANCE_ID, group_instance_id);
+  }
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<OffsetCommitTopic<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitRequest::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetCommitRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetCommitRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetCommitRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, OffsetCommitRequest::VT_GROUP_ID,"group_id");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetCommitRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetCommitRequest");
+      ds.field("group_id", &self.group_id());
+      ds.field("generation_id", &self.generation_id());
+      ds.field("member_id", &self.member_id());
+      ds.field("group_instance_id", &self.group_instance_id());
+      ds.field("topics", &self.topics());
+      ds.finish()
+  }
+}
+pub enum OffsetFetchTopicOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct OffsetFetchTopic<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetFetchTopic<'a> {
+  type Inner = OffsetFetchTopic<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetFetchTopic<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetFetchTopic { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetFetchTopicArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetFetchTopic<'bldr>> {
+    let mut builder = OffsetFetchTopicBuilder::new(_fbb);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetFetchTopic::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, u32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u32>>>(OffsetFetchTopic::VT_PARTITIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetFetchTopic<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u32>>>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetFetchTopicArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u32>>>,
+}
+impl<'a> Default for OffsetFetchTopicArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetFetchTopicArgs {
+      name: None, // required field
+      partitions: None,
+    }
+  }
+}
+
+pub struct OffsetFetchTopicBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetFetchTopicBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetFetchTopic::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u32>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetFetchTopic::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetFetchTopicBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetFetchTopicBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetFetchTopic<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, OffsetFetchTopic::VT_NAME,"name");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetFetchTopic<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetFetchTopic");
+      ds.field("name", &self.name());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
+pub enum OffsetFetchRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// ApiKey 13.
+pub struct OffsetFetchRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetFetchRequest<'a> {
+  type Inner = OffsetFetchRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetFetchRequest<'a> {
+  pub const VT_GROUP_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetFetchRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetFetchRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetFetchRequest<'bldr>> {
+    let mut builder = OffsetFetchRequestBuilder::new(_fbb);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    if let Some(x) = args.group_id { builder.add_group_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn group_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetFetchRequest::VT_GROUP_ID, None).unwrap()}
+  }
+  /// Absent: every committed offset of the group. Present (even empty):
+  /// only these partitions.
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetFetchTopic<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetFetchTopic>>>>(OffsetFetchRequest::VT_TOPICS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetFetchRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group_id", Self::VT_GROUP_ID, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<OffsetFetchTopic>>>>("topics", Self::VT_TOPICS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetFetchRequestArgs<'a> {
+    pub group_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetFetchTopic<'a>>>>>,
+}
+impl<'a> Default for OffsetFetchRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetFetchRequestArgs {
+      group_id: None, // required field
+      topics: None,
+    }
+  }
+}
+
+pub struct OffsetFetchRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetFetchRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group_id(&mut self, group_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetFetchRequest::VT_GROUP_ID, group_id);
+  }
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<OffsetFetchTopic<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetFetchRequest::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetFetchRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetFetchRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetFetchRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, OffsetFetchRequest::VT_GROUP_ID,"group_id");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetFetchRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetFetchRequest");
+      ds.field("group_id", &self.group_id());
+      ds.field("topics", &self.topics());
+      ds.finish()
+  }
+}
+pub enum ListGroupsRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// ApiKey 14.
+pub struct ListGroupsRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ListGroupsRequest<'a> {
+  type Inner = ListGroupsRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ListGroupsRequest<'a> {
+  pub const VT_STATES: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ListGroupsRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ListGroupsRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ListGroupsRequest<'bldr>> {
+    let mut builder = ListGroupsRequestBuilder::new(_fbb);
+    if let Some(x) = args.states { builder.add_states(x); }
+    builder.finish()
+  }
+
+
+  /// Empty: groups in any state.
+  #[inline]
+  pub fn states(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(ListGroupsRequest::VT_STATES, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ListGroupsRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("states", Self::VT_STATES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListGroupsRequestArgs<'a> {
+    pub states: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for ListGroupsRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListGroupsRequestArgs {
+      states: None,
+    }
+  }
+}
+
+pub struct ListGroupsRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ListGroupsRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_states(&mut self, states: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ListGroupsRequest::VT_STATES, states);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ListGroupsRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ListGroupsRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ListGroupsRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ListGroupsRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ListGroupsRequest");
+      ds.field("states", &self.states());
+      ds.finish()
+  }
+}
+pub enum DescribeGroupsRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// ApiKey 15.
+pub struct DescribeGroupsRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribeGroupsRequest<'a> {
+  type Inner = DescribeGroupsRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribeGroupsRequest<'a> {
+  pub const VT_GROUPS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribeGroupsRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DescribeGroupsRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DescribeGroupsRequest<'bldr>> {
+    let mut builder = DescribeGroupsRequestBuilder::new(_fbb);
+    if let Some(x) = args.groups { builder.add_groups(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn groups(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(DescribeGroupsRequest::VT_GROUPS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DescribeGroupsRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("groups", Self::VT_GROUPS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeGroupsRequestArgs<'a> {
+    pub groups: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for DescribeGroupsRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeGroupsRequestArgs {
+      groups: None,
+    }
+  }
+}
+
+pub struct DescribeGroupsRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribeGroupsRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_groups(&mut self, groups: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeGroupsRequest::VT_GROUPS, groups);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribeGroupsRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribeGroupsRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribeGroupsRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribeGroupsRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeGroupsRequest");
+      ds.field("groups", &self.groups());
+      ds.finish()
+  }
+}
+pub enum DeleteGroupsRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// ApiKey 16.
+pub struct DeleteGroupsRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DeleteGroupsRequest<'a> {
+  type Inner = DeleteGroupsRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DeleteGroupsRequest<'a> {
+  pub const VT_GROUPS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DeleteGroupsRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DeleteGroupsRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DeleteGroupsRequest<'bldr>> {
+    let mut builder = DeleteGroupsRequestBuilder::new(_fbb);
+    if let Some(x) = args.groups { builder.add_groups(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn groups(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(DeleteGroupsRequest::VT_GROUPS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DeleteGroupsRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("groups", Self::VT_GROUPS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeleteGroupsRequestArgs<'a> {
+    pub groups: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for DeleteGroupsRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeleteGroupsRequestArgs {
+      groups: None,
+    }
+  }
+}
+
+pub struct DeleteGroupsRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DeleteGroupsRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_groups(&mut self, groups: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DeleteGroupsRequest::VT_GROUPS, groups);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DeleteGroupsRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DeleteGroupsRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DeleteGroupsRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DeleteGroupsRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DeleteGroupsRequest");
+      ds.field("groups", &self.groups());
+      ds.finish()
+  }
+}
 pub enum RequestFrameOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -2882,6 +5035,156 @@ impl<'a> RequestFrame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_find_coordinator_request(&self) -> Option<FindCoordinatorRequest<'a>> {
+    if self.body_type() == RequestBody::FindCoordinatorRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { FindCoordinatorRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_join_group_request(&self) -> Option<JoinGroupRequest<'a>> {
+    if self.body_type() == RequestBody::JoinGroupRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { JoinGroupRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_sync_group_request(&self) -> Option<SyncGroupRequest<'a>> {
+    if self.body_type() == RequestBody::SyncGroupRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SyncGroupRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_heartbeat_request(&self) -> Option<HeartbeatRequest<'a>> {
+    if self.body_type() == RequestBody::HeartbeatRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { HeartbeatRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_leave_group_request(&self) -> Option<LeaveGroupRequest<'a>> {
+    if self.body_type() == RequestBody::LeaveGroupRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { LeaveGroupRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_offset_commit_request(&self) -> Option<OffsetCommitRequest<'a>> {
+    if self.body_type() == RequestBody::OffsetCommitRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { OffsetCommitRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_offset_fetch_request(&self) -> Option<OffsetFetchRequest<'a>> {
+    if self.body_type() == RequestBody::OffsetFetchRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { OffsetFetchRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_list_groups_request(&self) -> Option<ListGroupsRequest<'a>> {
+    if self.body_type() == RequestBody::ListGroupsRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListGroupsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_describe_groups_request(&self) -> Option<DescribeGroupsRequest<'a>> {
+    if self.body_type() == RequestBody::DescribeGroupsRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeGroupsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_delete_groups_request(&self) -> Option<DeleteGroupsRequest<'a>> {
+    if self.body_type() == RequestBody::DeleteGroupsRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DeleteGroupsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for RequestFrame<'_> {
@@ -2900,6 +5203,16 @@ impl ::flatbuffers::Verifiable for RequestFrame<'_> {
           RequestBody::ProduceRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ProduceRequest>>("RequestBody::ProduceRequest", pos),
           RequestBody::FetchRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FetchRequest>>("RequestBody::FetchRequest", pos),
           RequestBody::ListOffsetsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListOffsetsRequest>>("RequestBody::ListOffsetsRequest", pos),
+          RequestBody::FindCoordinatorRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FindCoordinatorRequest>>("RequestBody::FindCoordinatorRequest", pos),
+          RequestBody::JoinGroupRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<JoinGroupRequest>>("RequestBody::JoinGroupRequest", pos),
+          RequestBody::SyncGroupRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<SyncGroupRequest>>("RequestBody::SyncGroupRequest", pos),
+          RequestBody::HeartbeatRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<HeartbeatRequest>>("RequestBody::HeartbeatRequest", pos),
+          RequestBody::LeaveGroupRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<LeaveGroupRequest>>("RequestBody::LeaveGroupRequest", pos),
+          RequestBody::OffsetCommitRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetCommitRequest>>("RequestBody::OffsetCommitRequest", pos),
+          RequestBody::OffsetFetchRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetFetchRequest>>("RequestBody::OffsetFetchRequest", pos),
+          RequestBody::ListGroupsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListGroupsRequest>>("RequestBody::ListGroupsRequest", pos),
+          RequestBody::DescribeGroupsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeGroupsRequest>>("RequestBody::DescribeGroupsRequest", pos),
+          RequestBody::DeleteGroupsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteGroupsRequest>>("RequestBody::DeleteGroupsRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -3006,6 +5319,76 @@ impl ::core::fmt::Debug for RequestFrame<'_> {
         },
         RequestBody::ListOffsetsRequest => {
           if let Some(x) = self.body_as_list_offsets_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::FindCoordinatorRequest => {
+          if let Some(x) = self.body_as_find_coordinator_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::JoinGroupRequest => {
+          if let Some(x) = self.body_as_join_group_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::SyncGroupRequest => {
+          if let Some(x) = self.body_as_sync_group_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::HeartbeatRequest => {
+          if let Some(x) = self.body_as_heartbeat_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::LeaveGroupRequest => {
+          if let Some(x) = self.body_as_leave_group_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::OffsetCommitRequest => {
+          if let Some(x) = self.body_as_offset_commit_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::OffsetFetchRequest => {
+          if let Some(x) = self.body_as_offset_fetch_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::ListGroupsRequest => {
+          if let Some(x) = self.body_as_list_groups_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::DescribeGroupsRequest => {
+          if let Some(x) = self.body_as_describe_groups_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::DeleteGroupsRequest => {
+          if let Some(x) = self.body_as_delete_groups_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -5212,6 +7595,2662 @@ impl ::core::fmt::Debug for ListOffsetsResponse<'_> {
       ds.finish()
   }
 }
+pub enum FindCoordinatorResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Answers FindCoordinator.
+pub struct FindCoordinatorResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for FindCoordinatorResponse<'a> {
+  type Inner = FindCoordinatorResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> FindCoordinatorResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_NODE_ID: ::flatbuffers::VOffsetT = 6;
+  pub const VT_HOST: ::flatbuffers::VOffsetT = 8;
+  pub const VT_PORT: ::flatbuffers::VOffsetT = 10;
+  pub const VT_SHARD: ::flatbuffers::VOffsetT = 12;
+  pub const VT_SHARD_PORT: ::flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    FindCoordinatorResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args FindCoordinatorResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<FindCoordinatorResponse<'bldr>> {
+    let mut builder = FindCoordinatorResponseBuilder::new(_fbb);
+    builder.add_shard(args.shard);
+    if let Some(x) = args.host { builder.add_host(x); }
+    builder.add_node_id(args.node_id);
+    builder.add_shard_port(args.shard_port);
+    builder.add_port(args.port);
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn error(&self) -> i16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i16>(FindCoordinatorResponse::VT_ERROR, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn node_id(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(FindCoordinatorResponse::VT_NODE_ID, Some(0)).unwrap()}
+  }
+  /// "" on error.
+  #[inline]
+  pub fn host(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(FindCoordinatorResponse::VT_HOST, None)}
+  }
+  /// The broker's shared native port.
+  #[inline]
+  pub fn port(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(FindCoordinatorResponse::VT_PORT, Some(0)).unwrap()}
+  }
+  /// The shard that runs the coordinator.
+  #[inline]
+  pub fn shard(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(FindCoordinatorResponse::VT_SHARD, Some(0)).unwrap()}
+  }
+  /// That shard's own port.
+  #[inline]
+  pub fn shard_port(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(FindCoordinatorResponse::VT_SHARD_PORT, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for FindCoordinatorResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<i16>("error", Self::VT_ERROR, false)?
+     .visit_field::<i32>("node_id", Self::VT_NODE_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("host", Self::VT_HOST, false)?
+     .visit_field::<u16>("port", Self::VT_PORT, false)?
+     .visit_field::<u32>("shard", Self::VT_SHARD, false)?
+     .visit_field::<u16>("shard_port", Self::VT_SHARD_PORT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct FindCoordinatorResponseArgs<'a> {
+    pub error: i16,
+    pub node_id: i32,
+    pub host: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub port: u16,
+    pub shard: u32,
+    pub shard_port: u16,
+}
+impl<'a> Default for FindCoordinatorResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    FindCoordinatorResponseArgs {
+      error: 0,
+      node_id: 0,
+      host: None,
+      port: 0,
+      shard: 0,
+      shard_port: 0,
+    }
+  }
+}
+
+pub struct FindCoordinatorResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> FindCoordinatorResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: i16) {
+    self.fbb_.push_slot::<i16>(FindCoordinatorResponse::VT_ERROR, error, 0);
+  }
+  #[inline]
+  pub fn add_node_id(&mut self, node_id: i32) {
+    self.fbb_.push_slot::<i32>(FindCoordinatorResponse::VT_NODE_ID, node_id, 0);
+  }
+  #[inline]
+  pub fn add_host(&mut self, host: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(FindCoordinatorResponse::VT_HOST, host);
+  }
+  #[inline]
+  pub fn add_port(&mut self, port: u16) {
+    self.fbb_.push_slot::<u16>(FindCoordinatorResponse::VT_PORT, port, 0);
+  }
+  #[inline]
+  pub fn add_shard(&mut self, shard: u32) {
+    self.fbb_.push_slot::<u32>(FindCoordinatorResponse::VT_SHARD, shard, 0);
+  }
+  #[inline]
+  pub fn add_shard_port(&mut self, shard_port: u16) {
+    self.fbb_.push_slot::<u16>(FindCoordinatorResponse::VT_SHARD_PORT, shard_port, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> FindCoordinatorResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    FindCoordinatorResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<FindCoordinatorResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for FindCoordinatorResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("FindCoordinatorResponse");
+      ds.field("error", &self.error());
+      ds.field("node_id", &self.node_id());
+      ds.field("host", &self.host());
+      ds.field("port", &self.port());
+      ds.field("shard", &self.shard());
+      ds.field("shard_port", &self.shard_port());
+      ds.finish()
+  }
+}
+pub enum JoinGroupMemberOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct JoinGroupMember<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for JoinGroupMember<'a> {
+  type Inner = JoinGroupMember<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> JoinGroupMember<'a> {
+  pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_GROUP_INSTANCE_ID: ::flatbuffers::VOffsetT = 6;
+  pub const VT_METADATA: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    JoinGroupMember { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args JoinGroupMemberArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<JoinGroupMember<'bldr>> {
+    let mut builder = JoinGroupMemberBuilder::new(_fbb);
+    if let Some(x) = args.metadata { builder.add_metadata(x); }
+    if let Some(x) = args.group_instance_id { builder.add_group_instance_id(x); }
+    if let Some(x) = args.member_id { builder.add_member_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn member_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(JoinGroupMember::VT_MEMBER_ID, None)}
+  }
+  /// Absent: none.
+  #[inline]
+  pub fn group_instance_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(JoinGroupMember::VT_GROUP_INSTANCE_ID, None)}
+  }
+  /// The member's metadata for the chosen protocol.
+  #[inline]
+  pub fn metadata(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(JoinGroupMember::VT_METADATA, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for JoinGroupMember<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group_instance_id", Self::VT_GROUP_INSTANCE_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("metadata", Self::VT_METADATA, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct JoinGroupMemberArgs<'a> {
+    pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub group_instance_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub metadata: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for JoinGroupMemberArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    JoinGroupMemberArgs {
+      member_id: None,
+      group_instance_id: None,
+      metadata: None,
+    }
+  }
+}
+
+pub struct JoinGroupMemberBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> JoinGroupMemberBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_member_id(&mut self, member_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupMember::VT_MEMBER_ID, member_id);
+  }
+  #[inline]
+  pub fn add_group_instance_id(&mut self, group_instance_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupMember::VT_GROUP_INSTANCE_ID, group_instance_id);
+  }
+  #[inline]
+  pub fn add_metadata(&mut self, metadata: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupMember::VT_METADATA, metadata);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> JoinGroupMemberBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    JoinGroupMemberBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<JoinGroupMember<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for JoinGroupMember<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("JoinGroupMember");
+      ds.field("member_id", &self.member_id());
+      ds.field("group_instance_id", &self.group_instance_id());
+      ds.field("metadata", &self.metadata());
+      ds.finish()
+  }
+}
+pub enum JoinGroupResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Answers JoinGroup.
+pub struct JoinGroupResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for JoinGroupResponse<'a> {
+  type Inner = JoinGroupResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> JoinGroupResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_GENERATION_ID: ::flatbuffers::VOffsetT = 6;
+  pub const VT_PROTOCOL_TYPE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_PROTOCOL_NAME: ::flatbuffers::VOffsetT = 10;
+  pub const VT_LEADER: ::flatbuffers::VOffsetT = 12;
+  pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 14;
+  pub const VT_MEMBERS: ::flatbuffers::VOffsetT = 16;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    JoinGroupResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args JoinGroupResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<JoinGroupResponse<'bldr>> {
+    let mut builder = JoinGroupResponseBuilder::new(_fbb);
+    if let Some(x) = args.members { builder.add_members(x); }
+    if let Some(x) = args.member_id { builder.add_member_id(x); }
+    if let Some(x) = args.leader { builder.add_leader(x); }
+    if let Some(x) = args.protocol_name { builder.add_protocol_name(x); }
+    if let Some(x) = args.protocol_type { builder.add_protocol_type(x); }
+    builder.add_generation_id(args.generation_id);
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn error(&self) -> i16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i16>(JoinGroupResponse::VT_ERROR, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn generation_id(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(JoinGroupResponse::VT_GENERATION_ID, Some(0)).unwrap()}
+  }
+  /// Absent: none.
+  #[inline]
+  pub fn protocol_type(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(JoinGroupResponse::VT_PROTOCOL_TYPE, None)}
+  }
+  /// The chosen assignor. Absent: none.
+  #[inline]
+  pub fn protocol_name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(JoinGroupResponse::VT_PROTOCOL_NAME, None)}
+  }
+  /// Member id of the leader.
+  #[inline]
+  pub fn leader(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(JoinGroupResponse::VT_LEADER, None)}
+  }
+  /// The id this member must use from now on (assigned on first join).
+  #[inline]
+  pub fn member_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(JoinGroupResponse::VT_MEMBER_ID, None)}
+  }
+  /// Every member with its metadata: only in the leader's answer.
+  #[inline]
+  pub fn members(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<JoinGroupMember<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<JoinGroupMember>>>>(JoinGroupResponse::VT_MEMBERS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for JoinGroupResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<i16>("error", Self::VT_ERROR, false)?
+     .visit_field::<i32>("generation_id", Self::VT_GENERATION_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("protocol_type", Self::VT_PROTOCOL_TYPE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("protocol_name", Self::VT_PROTOCOL_NAME, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("leader", Self::VT_LEADER, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<JoinGroupMember>>>>("members", Self::VT_MEMBERS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct JoinGroupResponseArgs<'a> {
+    pub error: i16,
+    pub generation_id: i32,
+    pub protocol_type: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub protocol_name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub leader: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub members: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<JoinGroupMember<'a>>>>>,
+}
+impl<'a> Default for JoinGroupResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    JoinGroupResponseArgs {
+      error: 0,
+      generation_id: 0,
+      protocol_type: None,
+      protocol_name: None,
+      leader: None,
+      member_id: None,
+      members: None,
+    }
+  }
+}
+
+pub struct JoinGroupResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> JoinGroupResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: i16) {
+    self.fbb_.push_slot::<i16>(JoinGroupResponse::VT_ERROR, error, 0);
+  }
+  #[inline]
+  pub fn add_generation_id(&mut self, generation_id: i32) {
+    self.fbb_.push_slot::<i32>(JoinGroupResponse::VT_GENERATION_ID, generation_id, 0);
+  }
+  #[inline]
+  pub fn add_protocol_type(&mut self, protocol_type: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupResponse::VT_PROTOCOL_TYPE, protocol_type);
+  }
+  #[inline]
+  pub fn add_protocol_name(&mut self, protocol_name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupResponse::VT_PROTOCOL_NAME, protocol_name);
+  }
+  #[inline]
+  pub fn add_leader(&mut self, leader: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupResponse::VT_LEADER, leader);
+  }
+  #[inline]
+  pub fn add_member_id(&mut self, member_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupResponse::VT_MEMBER_ID, member_id);
+  }
+  #[inline]
+  pub fn add_members(&mut self, members: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<JoinGroupMember<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupResponse::VT_MEMBERS, members);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> JoinGroupResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    JoinGroupResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<JoinGroupResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for JoinGroupResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("JoinGroupResponse");
+      ds.field("error", &self.error());
+      ds.field("generation_id", &self.generation_id());
+      ds.field("protocol_type", &self.protocol_type());
+      ds.field("protocol_name", &self.protocol_name());
+      ds.field("leader", &self.leader());
+      ds.field("member_id", &self.member_id());
+      ds.field("members", &self.members());
+      ds.finish()
+  }
+}
+pub enum SyncGroupResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Answers SyncGroup.
+pub struct SyncGroupResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for SyncGroupResponse<'a> {
+  type Inner = SyncGroupResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> SyncGroupResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PROTOCOL_TYPE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_PROTOCOL_NAME: ::flatbuffers::VOffsetT = 8;
+  pub const VT_ASSIGNMENT: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    SyncGroupResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args SyncGroupResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<SyncGroupResponse<'bldr>> {
+    let mut builder = SyncGroupResponseBuilder::new(_fbb);
+    if let Some(x) = args.assignment { builder.add_assignment(x); }
+    if let Some(x) = args.protocol_name { builder.add_protocol_name(x); }
+    if let Some(x) = args.protocol_type { builder.add_protocol_type(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn error(&self) -> i16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i16>(SyncGroupResponse::VT_ERROR, Some(0)).unwrap()}
+  }
+  /// Absent: none.
+  #[inline]
+  pub fn protocol_type(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(SyncGroupResponse::VT_PROTOCOL_TYPE, None)}
+  }
+  /// Absent: none.
+  #[inline]
+  pub fn protocol_name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(SyncGroupResponse::VT_PROTOCOL_NAME, None)}
+  }
+  /// Opaque: what the leader assigned this member.
+  #[inline]
+  pub fn assignment(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(SyncGroupResponse::VT_ASSIGNMENT, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for SyncGroupResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<i16>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("protocol_type", Self::VT_PROTOCOL_TYPE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("protocol_name", Self::VT_PROTOCOL_NAME, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("assignment", Self::VT_ASSIGNMENT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SyncGroupResponseArgs<'a> {
+    pub error: i16,
+    pub protocol_type: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub protocol_name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub assignment: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for SyncGroupResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SyncGroupResponseArgs {
+      error: 0,
+      protocol_type: None,
+      protocol_name: None,
+      assignment: None,
+    }
+  }
+}
+
+pub struct SyncGroupResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SyncGroupResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: i16) {
+    self.fbb_.push_slot::<i16>(SyncGroupResponse::VT_ERROR, error, 0);
+  }
+  #[inline]
+  pub fn add_protocol_type(&mut self, protocol_type: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SyncGroupResponse::VT_PROTOCOL_TYPE, protocol_type);
+  }
+  #[inline]
+  pub fn add_protocol_name(&mut self, protocol_name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SyncGroupResponse::VT_PROTOCOL_NAME, protocol_name);
+  }
+  #[inline]
+  pub fn add_assignment(&mut self, assignment: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SyncGroupResponse::VT_ASSIGNMENT, assignment);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SyncGroupResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    SyncGroupResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<SyncGroupResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for SyncGroupResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("SyncGroupResponse");
+      ds.field("error", &self.error());
+      ds.field("protocol_type", &self.protocol_type());
+      ds.field("protocol_name", &self.protocol_name());
+      ds.field("assignment", &self.assignment());
+      ds.finish()
+  }
+}
+pub enum HeartbeatResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Answers Heartbeat.
+pub struct HeartbeatResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for HeartbeatResponse<'a> {
+  type Inner = HeartbeatResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> HeartbeatResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    HeartbeatResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args HeartbeatResponseArgs
+  ) -> ::flatbuffers::WIPOffset<HeartbeatResponse<'bldr>> {
+    let mut builder = HeartbeatResponseBuilder::new(_fbb);
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn error(&self) -> i16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i16>(HeartbeatResponse::VT_ERROR, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for HeartbeatResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<i16>("error", Self::VT_ERROR, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct HeartbeatResponseArgs {
+    pub error: i16,
+}
+impl<'a> Default for HeartbeatResponseArgs {
+  #[inline]
+  fn default() -> Self {
+    HeartbeatResponseArgs {
+      error: 0,
+    }
+  }
+}
+
+pub struct HeartbeatResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HeartbeatResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: i16) {
+    self.fbb_.push_slot::<i16>(HeartbeatResponse::VT_ERROR, error, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HeartbeatResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    HeartbeatResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<HeartbeatResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for HeartbeatResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("HeartbeatResponse");
+      ds.field("error", &self.error());
+      ds.finish()
+  }
+}
+pub enum LeftMemberOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct LeftMember<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for LeftMember<'a> {
+  type Inner = LeftMember<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> LeftMember<'a> {
+  pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_GROUP_INSTANCE_ID: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    LeftMember { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args LeftMemberArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<LeftMember<'bldr>> {
+    let mut builder = LeftMemberBuilder::new(_fbb);
+    if let Some(x) = args.group_instance_id { builder.add_group_instance_id(x); }
+    if let Some(x) = args.member_id { builder.add_member_id(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn member_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(LeftMember::VT_MEMBER_ID, None)}
+  }
+  /// Absent: none.
+  #[inline]
+  pub fn group_instance_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(LeftMember::VT_GROUP_INSTANCE_ID, None)}
+  }
+  #[inline]
+  pub fn error(&self) -> i16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i16>(LeftMember::VT_ERROR, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for LeftMember<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group_instance_id", Self::VT_GROUP_INSTANCE_ID, false)?
+     .visit_field::<i16>("error", Self::VT_ERROR, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct LeftMemberArgs<'a> {
+    pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub group_instance_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub error: i16,
+}
+impl<'a> Default for LeftMemberArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    LeftMemberArgs {
+      member_id: None,
+      group_instance_id: None,
+      error: 0,
+    }
+  }
+}
+
+pub struct LeftMemberBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> LeftMemberBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_member_id(&mut self, member_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(LeftMember::VT_MEMBER_ID, member_id);
+  }
+  #[inline]
+  pub fn add_group_instance_id(&mut self, group_instance_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(LeftMember::VT_GROUP_INSTANCE_ID, group_instance_id);
+  }
+  #[inline]
+  pub fn add_error(&mut self, error: i16) {
+    self.fbb_.push_slot::<i16>(LeftMember::VT_ERROR, error, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> LeftMemberBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    LeftMemberBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<LeftMember<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for LeftMember<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("LeftMember");
+      ds.field("member_id", &self.member_id());
+      ds.field("group_instance_id", &self.group_instance_id());
+      ds.field("error", &self.error());
+      ds.finish()
+  }
+}
+pub enum LeaveGroupResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Answers LeaveGroup.
+pub struct LeaveGroupResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for LeaveGroupResponse<'a> {
+  type Inner = LeaveGroupResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> LeaveGroupResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MEMBERS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    LeaveGroupResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args LeaveGroupResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<LeaveGroupResponse<'bldr>> {
+    let mut builder = LeaveGroupResponseBuilder::new(_fbb);
+    if let Some(x) = args.members { builder.add_members(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn error(&self) -> i16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i16>(LeaveGroupResponse::VT_ERROR, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn members(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<LeftMember<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<LeftMember>>>>(LeaveGroupResponse::VT_MEMBERS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for LeaveGroupResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<i16>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<LeftMember>>>>("members", Self::VT_MEMBERS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct LeaveGroupResponseArgs<'a> {
+    pub error: i16,
+    pub members: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<LeftMember<'a>>>>>,
+}
+impl<'a> Default for LeaveGroupResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    LeaveGroupResponseArgs {
+      error: 0,
+      members: None,
+    }
+  }
+}
+
+pub struct LeaveGroupResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> LeaveGroupResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: i16) {
+    self.fbb_.push_slot::<i16>(LeaveGroupResponse::VT_ERROR, error, 0);
+  }
+  #[inline]
+  pub fn add_members(&mut self, members: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<LeftMember<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(LeaveGroupResponse::VT_MEMBERS, members);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> LeaveGroupResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    LeaveGroupResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<LeaveGroupResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for LeaveGroupResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("LeaveGroupResponse");
+      ds.field("error", &self.error());
+      ds.field("members", &self.members());
+      ds.finish()
+  }
+}
+pub enum PartitionErrorOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct PartitionError<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for PartitionError<'a> {
+  type Inner = PartitionError<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> PartitionError<'a> {
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    PartitionError { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args PartitionErrorArgs
+  ) -> ::flatbuffers::WIPOffset<PartitionError<'bldr>> {
+    let mut builder = PartitionErrorBuilder::new(_fbb);
+    builder.add_partition(args.partition);
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn partition(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(PartitionError::VT_PARTITION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn error(&self) -> i16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i16>(PartitionError::VT_ERROR, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for PartitionError<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("partition", Self::VT_PARTITION, false)?
+     .visit_field::<i16>("error", Self::VT_ERROR, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct PartitionErrorArgs {
+    pub partition: u32,
+    pub error: i16,
+}
+impl<'a> Default for PartitionErrorArgs {
+  #[inline]
+  fn default() -> Self {
+    PartitionErrorArgs {
+      partition: 0,
+      error: 0,
+    }
+  }
+}
+
+pub struct PartitionErrorBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PartitionErrorBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_partition(&mut self, partition: u32) {
+    self.fbb_.push_slot::<u32>(PartitionError::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn add_error(&mut self, error: i16) {
+    self.fbb_.push_slot::<i16>(PartitionError::VT_ERROR, error, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PartitionErrorBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    PartitionErrorBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<PartitionError<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for PartitionError<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("PartitionError");
+      ds.field("partition", &self.partition());
+      ds.field("error", &self.error());
+      ds.finish()
+  }
+}
+pub enum OffsetCommitTopicResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct OffsetCommitTopicResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetCommitTopicResponse<'a> {
+  type Inner = OffsetCommitTopicResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetCommitTopicResponse<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetCommitTopicResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetCommitTopicResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetCommitTopicResponse<'bldr>> {
+    let mut builder = OffsetCommitTopicResponseBuilder::new(_fbb);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetCommitTopicResponse::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<PartitionError<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<PartitionError>>>>(OffsetCommitTopicResponse::VT_PARTITIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetCommitTopicResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<PartitionError>>>>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetCommitTopicResponseArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<PartitionError<'a>>>>>,
+}
+impl<'a> Default for OffsetCommitTopicResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetCommitTopicResponseArgs {
+      name: None, // required field
+      partitions: None,
+    }
+  }
+}
+
+pub struct OffsetCommitTopicResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetCommitTopicResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitTopicResponse::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<PartitionError<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitTopicResponse::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetCommitTopicResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetCommitTopicResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetCommitTopicResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, OffsetCommitTopicResponse::VT_NAME,"name");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetCommitTopicResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetCommitTopicResponse");
+      ds.field("name", &self.name());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
+pub enum OffsetCommitResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Answers OffsetCommit.
+pub struct OffsetCommitResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetCommitResponse<'a> {
+  type Inner = OffsetCommitResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetCommitResponse<'a> {
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetCommitResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetCommitResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetCommitResponse<'bldr>> {
+    let mut builder = OffsetCommitResponseBuilder::new(_fbb);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitTopicResponse<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitTopicResponse>>>>(OffsetCommitResponse::VT_TOPICS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetCommitResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<OffsetCommitTopicResponse>>>>("topics", Self::VT_TOPICS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetCommitResponseArgs<'a> {
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitTopicResponse<'a>>>>>,
+}
+impl<'a> Default for OffsetCommitResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetCommitResponseArgs {
+      topics: None,
+    }
+  }
+}
+
+pub struct OffsetCommitResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetCommitResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<OffsetCommitTopicResponse<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitResponse::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetCommitResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetCommitResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetCommitResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetCommitResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetCommitResponse");
+      ds.field("topics", &self.topics());
+      ds.finish()
+  }
+}
+pub enum OffsetFetchPartitionResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct OffsetFetchPartitionResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetFetchPartitionResponse<'a> {
+  type Inner = OffsetFetchPartitionResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetFetchPartitionResponse<'a> {
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 4;
+  pub const VT_OFFSET: ::flatbuffers::VOffsetT = 6;
+  pub const VT_LEADER_EPOCH: ::flatbuffers::VOffsetT = 8;
+  pub const VT_METADATA: ::flatbuffers::VOffsetT = 10;
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetFetchPartitionResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetFetchPartitionResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetFetchPartitionResponse<'bldr>> {
+    let mut builder = OffsetFetchPartitionResponseBuilder::new(_fbb);
+    builder.add_offset(args.offset);
+    if let Some(x) = args.metadata { builder.add_metadata(x); }
+    builder.add_leader_epoch(args.leader_epoch);
+    builder.add_partition(args.partition);
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn partition(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(OffsetFetchPartitionResponse::VT_PARTITION, Some(0)).unwrap()}
+  }
+  /// -1 when the group has no committed offset for the partition.
+  #[inline]
+  pub fn offset(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(OffsetFetchPartitionResponse::VT_OFFSET, Some(0)).unwrap()}
+  }
+  /// -1 when unknown.
+  #[inline]
+  pub fn leader_epoch(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(OffsetFetchPartitionResponse::VT_LEADER_EPOCH, Some(-1)).unwrap()}
+  }
+  /// Absent: none.
+  #[inline]
+  pub fn metadata(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetFetchPartitionResponse::VT_METADATA, None)}
+  }
+  #[inline]
+  pub fn error(&self) -> i16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i16>(OffsetFetchPartitionResponse::VT_ERROR, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetFetchPartitionResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("partition", Self::VT_PARTITION, false)?
+     .visit_field::<i64>("offset", Self::VT_OFFSET, false)?
+     .visit_field::<i32>("leader_epoch", Self::VT_LEADER_EPOCH, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("metadata", Self::VT_METADATA, false)?
+     .visit_field::<i16>("error", Self::VT_ERROR, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetFetchPartitionResponseArgs<'a> {
+    pub partition: u32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub error: i16,
+}
+impl<'a> Default for OffsetFetchPartitionResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetFetchPartitionResponseArgs {
+      partition: 0,
+      offset: 0,
+      leader_epoch: -1,
+      metadata: None,
+      error: 0,
+    }
+  }
+}
+
+pub struct OffsetFetchPartitionResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetFetchPartitionResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_partition(&mut self, partition: u32) {
+    self.fbb_.push_slot::<u32>(OffsetFetchPartitionResponse::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn add_offset(&mut self, offset: i64) {
+    self.fbb_.push_slot::<i64>(OffsetFetchPartitionResponse::VT_OFFSET, offset, 0);
+  }
+  #[inline]
+  pub fn add_leader_epoch(&mut self, leader_epoch: i32) {
+    self.fbb_.push_slot::<i32>(OffsetFetchPartitionResponse::VT_LEADER_EPOCH, leader_epoch, -1);
+  }
+  #[inline]
+  pub fn add_metadata(&mut self, metadata: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetFetchPartitionResponse::VT_METADATA, metadata);
+  }
+  #[inline]
+  pub fn add_error(&mut self, error: i16) {
+    self.fbb_.push_slot::<i16>(OffsetFetchPartitionResponse::VT_ERROR, error, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetFetchPartitionResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetFetchPartitionResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetFetchPartitionResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetFetchPartitionResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetFetchPartitionResponse");
+      ds.field("partition", &self.partition());
+      ds.field("offset", &self.offset());
+      ds.field("leader_epoch", &self.leader_epoch());
+      ds.field("metadata", &self.metadata());
+      ds.field("error", &self.error());
+      ds.finish()
+  }
+}
+pub enum OffsetFetchTopicResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct OffsetFetchTopicResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetFetchTopicResponse<'a> {
+  type Inner = OffsetFetchTopicResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetFetchTopicResponse<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetFetchTopicResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetFetchTopicResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetFetchTopicResponse<'bldr>> {
+    let mut builder = OffsetFetchTopicResponseBuilder::new(_fbb);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetFetchTopicResponse::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetFetchPartitionResponse<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetFetchPartitionResponse>>>>(OffsetFetchTopicResponse::VT_PARTITIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetFetchTopicResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<OffsetFetchPartitionResponse>>>>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetFetchTopicResponseArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetFetchPartitionResponse<'a>>>>>,
+}
+impl<'a> Default for OffsetFetchTopicResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetFetchTopicResponseArgs {
+      name: None, // required field
+      partitions: None,
+    }
+  }
+}
+
+pub struct OffsetFetchTopicResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetFetchTopicResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetFetchTopicResponse::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<OffsetFetchPartitionResponse<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetFetchTopicResponse::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetFetchTopicResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetFetchTopicResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetFetchTopicResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, OffsetFetchTopicResponse::VT_NAME,"name");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetFetchTopicResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetFetchTopicResponse");
+      ds.field("name", &self.name());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
+pub enum OffsetFetchResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Answers OffsetFetch.
+pub struct OffsetFetchResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetFetchResponse<'a> {
+  type Inner = OffsetFetchResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetFetchResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetFetchResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetFetchResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetFetchResponse<'bldr>> {
+    let mut builder = OffsetFetchResponseBuilder::new(_fbb);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn error(&self) -> i16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i16>(OffsetFetchResponse::VT_ERROR, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetFetchTopicResponse<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetFetchTopicResponse>>>>(OffsetFetchResponse::VT_TOPICS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetFetchResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<i16>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<OffsetFetchTopicResponse>>>>("topics", Self::VT_TOPICS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetFetchResponseArgs<'a> {
+    pub error: i16,
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetFetchTopicResponse<'a>>>>>,
+}
+impl<'a> Default for OffsetFetchResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetFetchResponseArgs {
+      error: 0,
+      topics: None,
+    }
+  }
+}
+
+pub struct OffsetFetchResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetFetchResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: i16) {
+    self.fbb_.push_slot::<i16>(OffsetFetchResponse::VT_ERROR, error, 0);
+  }
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<OffsetFetchTopicResponse<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetFetchResponse::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetFetchResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetFetchResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetFetchResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetFetchResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetFetchResponse");
+      ds.field("error", &self.error());
+      ds.field("topics", &self.topics());
+      ds.finish()
+  }
+}
+pub enum ListedGroupOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ListedGroup<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ListedGroup<'a> {
+  type Inner = ListedGroup<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ListedGroup<'a> {
+  pub const VT_GROUP_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PROTOCOL_TYPE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_STATE: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ListedGroup { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ListedGroupArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ListedGroup<'bldr>> {
+    let mut builder = ListedGroupBuilder::new(_fbb);
+    if let Some(x) = args.state { builder.add_state(x); }
+    if let Some(x) = args.protocol_type { builder.add_protocol_type(x); }
+    if let Some(x) = args.group_id { builder.add_group_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn group_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ListedGroup::VT_GROUP_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn protocol_type(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ListedGroup::VT_PROTOCOL_TYPE, None)}
+  }
+  /// Kafka's names: Empty, PreparingRebalance, CompletingRebalance, Stable, Dead.
+  #[inline]
+  pub fn state(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ListedGroup::VT_STATE, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ListedGroup<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group_id", Self::VT_GROUP_ID, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("protocol_type", Self::VT_PROTOCOL_TYPE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("state", Self::VT_STATE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListedGroupArgs<'a> {
+    pub group_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub protocol_type: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub state: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for ListedGroupArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListedGroupArgs {
+      group_id: None, // required field
+      protocol_type: None,
+      state: None,
+    }
+  }
+}
+
+pub struct ListedGroupBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ListedGroupBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group_id(&mut self, group_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ListedGroup::VT_GROUP_ID, group_id);
+  }
+  #[inline]
+  pub fn add_protocol_type(&mut self, protocol_type: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ListedGroup::VT_PROTOCOL_TYPE, protocol_type);
+  }
+  #[inline]
+  pub fn add_state(&mut self, state: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ListedGroup::VT_STATE, state);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ListedGroupBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ListedGroupBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ListedGroup<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ListedGroup::VT_GROUP_ID,"group_id");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ListedGroup<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ListedGroup");
+      ds.field("group_id", &self.group_id());
+      ds.field("protocol_type", &self.protocol_type());
+      ds.field("state", &self.state());
+      ds.finish()
+  }
+}
+pub enum ListGroupsResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Answers ListGroups.
+pub struct ListGroupsResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ListGroupsResponse<'a> {
+  type Inner = ListGroupsResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ListGroupsResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_GROUPS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ListGroupsResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ListGroupsResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ListGroupsResponse<'bldr>> {
+    let mut builder = ListGroupsResponseBuilder::new(_fbb);
+    if let Some(x) = args.groups { builder.add_groups(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn error(&self) -> i16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i16>(ListGroupsResponse::VT_ERROR, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn groups(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ListedGroup<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ListedGroup>>>>(ListGroupsResponse::VT_GROUPS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ListGroupsResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<i16>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ListedGroup>>>>("groups", Self::VT_GROUPS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListGroupsResponseArgs<'a> {
+    pub error: i16,
+    pub groups: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ListedGroup<'a>>>>>,
+}
+impl<'a> Default for ListGroupsResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListGroupsResponseArgs {
+      error: 0,
+      groups: None,
+    }
+  }
+}
+
+pub struct ListGroupsResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ListGroupsResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: i16) {
+    self.fbb_.push_slot::<i16>(ListGroupsResponse::VT_ERROR, error, 0);
+  }
+  #[inline]
+  pub fn add_groups(&mut self, groups: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ListedGroup<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ListGroupsResponse::VT_GROUPS, groups);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ListGroupsResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ListGroupsResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ListGroupsResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ListGroupsResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ListGroupsResponse");
+      ds.field("error", &self.error());
+      ds.field("groups", &self.groups());
+      ds.finish()
+  }
+}
+pub enum DescribedMemberOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DescribedMember<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribedMember<'a> {
+  type Inner = DescribedMember<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribedMember<'a> {
+  pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_GROUP_INSTANCE_ID: ::flatbuffers::VOffsetT = 6;
+  pub const VT_CLIENT_ID: ::flatbuffers::VOffsetT = 8;
+  pub const VT_CLIENT_HOST: ::flatbuffers::VOffsetT = 10;
+  pub const VT_METADATA: ::flatbuffers::VOffsetT = 12;
+  pub const VT_ASSIGNMENT: ::flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribedMember { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DescribedMemberArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DescribedMember<'bldr>> {
+    let mut builder = DescribedMemberBuilder::new(_fbb);
+    if let Some(x) = args.assignment { builder.add_assignment(x); }
+    if let Some(x) = args.metadata { builder.add_metadata(x); }
+    if let Some(x) = args.client_host { builder.add_client_host(x); }
+    if let Some(x) = args.client_id { builder.add_client_id(x); }
+    if let Some(x) = args.group_instance_id { builder.add_group_instance_id(x); }
+    if let Some(x) = args.member_id { builder.add_member_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn member_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(DescribedMember::VT_MEMBER_ID, None)}
+  }
+  /// Absent: none.
+  #[inline]
+  pub fn group_instance_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(DescribedMember::VT_GROUP_INSTANCE_ID, None)}
+  }
+  #[inline]
+  pub fn client_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(DescribedMember::VT_CLIENT_ID, None)}
+  }
+  #[inline]
+  pub fn client_host(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(DescribedMember::VT_CLIENT_HOST, None)}
+  }
+  /// The chosen protocol's metadata this member joined with.
+  #[inline]
+  pub fn metadata(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(DescribedMember::VT_METADATA, None)}
+  }
+  /// What the leader assigned it in the current generation.
+  #[inline]
+  pub fn assignment(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(DescribedMember::VT_ASSIGNMENT, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DescribedMember<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group_instance_id", Self::VT_GROUP_INSTANCE_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("client_id", Self::VT_CLIENT_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("client_host", Self::VT_CLIENT_HOST, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("metadata", Self::VT_METADATA, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("assignment", Self::VT_ASSIGNMENT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribedMemberArgs<'a> {
+    pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub group_instance_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub client_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub client_host: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub metadata: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub assignment: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for DescribedMemberArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribedMemberArgs {
+      member_id: None,
+      group_instance_id: None,
+      client_id: None,
+      client_host: None,
+      metadata: None,
+      assignment: None,
+    }
+  }
+}
+
+pub struct DescribedMemberBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribedMemberBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_member_id(&mut self, member_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribedMember::VT_MEMBER_ID, member_id);
+  }
+  #[inline]
+  pub fn add_group_instance_id(&mut self, group_instance_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribedMember::VT_GROUP_INSTANCE_ID, group_instance_id);
+  }
+  #[inline]
+  pub fn add_client_id(&mut self, client_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribedMember::VT_CLIENT_ID, client_id);
+  }
+  #[inline]
+  pub fn add_client_host(&mut self, client_host: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribedMember::VT_CLIENT_HOST, client_host);
+  }
+  #[inline]
+  pub fn add_metadata(&mut self, metadata: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribedMember::VT_METADATA, metadata);
+  }
+  #[inline]
+  pub fn add_assignment(&mut self, assignment: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribedMember::VT_ASSIGNMENT, assignment);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribedMemberBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribedMemberBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribedMember<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribedMember<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribedMember");
+      ds.field("member_id", &self.member_id());
+      ds.field("group_instance_id", &self.group_instance_id());
+      ds.field("client_id", &self.client_id());
+      ds.field("client_host", &self.client_host());
+      ds.field("metadata", &self.metadata());
+      ds.field("assignment", &self.assignment());
+      ds.finish()
+  }
+}
+pub enum DescribedGroupOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DescribedGroup<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribedGroup<'a> {
+  type Inner = DescribedGroup<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribedGroup<'a> {
+  pub const VT_GROUP_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 6;
+  pub const VT_STATE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_PROTOCOL_TYPE: ::flatbuffers::VOffsetT = 10;
+  pub const VT_PROTOCOL_NAME: ::flatbuffers::VOffsetT = 12;
+  pub const VT_MEMBERS: ::flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribedGroup { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DescribedGroupArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DescribedGroup<'bldr>> {
+    let mut builder = DescribedGroupBuilder::new(_fbb);
+    if let Some(x) = args.members { builder.add_members(x); }
+    if let Some(x) = args.protocol_name { builder.add_protocol_name(x); }
+    if let Some(x) = args.protocol_type { builder.add_protocol_type(x); }
+    if let Some(x) = args.state { builder.add_state(x); }
+    if let Some(x) = args.group_id { builder.add_group_id(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn group_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(DescribedGroup::VT_GROUP_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn error(&self) -> i16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i16>(DescribedGroup::VT_ERROR, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn state(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(DescribedGroup::VT_STATE, None)}
+  }
+  #[inline]
+  pub fn protocol_type(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(DescribedGroup::VT_PROTOCOL_TYPE, None)}
+  }
+  /// The chosen assignor, "" unless Stable or CompletingRebalance.
+  #[inline]
+  pub fn protocol_name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(DescribedGroup::VT_PROTOCOL_NAME, None)}
+  }
+  #[inline]
+  pub fn members(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DescribedMember<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DescribedMember>>>>(DescribedGroup::VT_MEMBERS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DescribedGroup<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group_id", Self::VT_GROUP_ID, true)?
+     .visit_field::<i16>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("state", Self::VT_STATE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("protocol_type", Self::VT_PROTOCOL_TYPE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("protocol_name", Self::VT_PROTOCOL_NAME, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<DescribedMember>>>>("members", Self::VT_MEMBERS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribedGroupArgs<'a> {
+    pub group_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub error: i16,
+    pub state: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub protocol_type: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub protocol_name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub members: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DescribedMember<'a>>>>>,
+}
+impl<'a> Default for DescribedGroupArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribedGroupArgs {
+      group_id: None, // required field
+      error: 0,
+      state: None,
+      protocol_type: None,
+      protocol_name: None,
+      members: None,
+    }
+  }
+}
+
+pub struct DescribedGroupBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribedGroupBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group_id(&mut self, group_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribedGroup::VT_GROUP_ID, group_id);
+  }
+  #[inline]
+  pub fn add_error(&mut self, error: i16) {
+    self.fbb_.push_slot::<i16>(DescribedGroup::VT_ERROR, error, 0);
+  }
+  #[inline]
+  pub fn add_state(&mut self, state: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribedGroup::VT_STATE, state);
+  }
+  #[inline]
+  pub fn add_protocol_type(&mut self, protocol_type: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribedGroup::VT_PROTOCOL_TYPE, protocol_type);
+  }
+  #[inline]
+  pub fn add_protocol_name(&mut self, protocol_name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribedGroup::VT_PROTOCOL_NAME, protocol_name);
+  }
+  #[inline]
+  pub fn add_members(&mut self, members: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<DescribedMember<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribedGroup::VT_MEMBERS, members);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribedGroupBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribedGroupBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribedGroup<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, DescribedGroup::VT_GROUP_ID,"group_id");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribedGroup<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribedGroup");
+      ds.field("group_id", &self.group_id());
+      ds.field("error", &self.error());
+      ds.field("state", &self.state());
+      ds.field("protocol_type", &self.protocol_type());
+      ds.field("protocol_name", &self.protocol_name());
+      ds.field("members", &self.members());
+      ds.finish()
+  }
+}
+pub enum DescribeGroupsResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Answers DescribeGroups.
+pub struct DescribeGroupsResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribeGroupsResponse<'a> {
+  type Inner = DescribeGroupsResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribeGroupsResponse<'a> {
+  pub const VT_GROUPS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribeGroupsResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DescribeGroupsResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DescribeGroupsResponse<'bldr>> {
+    let mut builder = DescribeGroupsResponseBuilder::new(_fbb);
+    if let Some(x) = args.groups { builder.add_groups(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn groups(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DescribedGroup<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DescribedGroup>>>>(DescribeGroupsResponse::VT_GROUPS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DescribeGroupsResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<DescribedGroup>>>>("groups", Self::VT_GROUPS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeGroupsResponseArgs<'a> {
+    pub groups: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DescribedGroup<'a>>>>>,
+}
+impl<'a> Default for DescribeGroupsResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeGroupsResponseArgs {
+      groups: None,
+    }
+  }
+}
+
+pub struct DescribeGroupsResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribeGroupsResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_groups(&mut self, groups: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<DescribedGroup<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeGroupsResponse::VT_GROUPS, groups);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribeGroupsResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribeGroupsResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribeGroupsResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribeGroupsResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeGroupsResponse");
+      ds.field("groups", &self.groups());
+      ds.finish()
+  }
+}
+pub enum GroupResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Outcome of one group in DeleteGroups.
+pub struct GroupResult<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for GroupResult<'a> {
+  type Inner = GroupResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> GroupResult<'a> {
+  pub const VT_GROUP_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    GroupResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args GroupResultArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<GroupResult<'bldr>> {
+    let mut builder = GroupResultBuilder::new(_fbb);
+    if let Some(x) = args.group_id { builder.add_group_id(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn group_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupResult::VT_GROUP_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn error(&self) -> i16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i16>(GroupResult::VT_ERROR, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for GroupResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group_id", Self::VT_GROUP_ID, true)?
+     .visit_field::<i16>("error", Self::VT_ERROR, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GroupResultArgs<'a> {
+    pub group_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub error: i16,
+}
+impl<'a> Default for GroupResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GroupResultArgs {
+      group_id: None, // required field
+      error: 0,
+    }
+  }
+}
+
+pub struct GroupResultBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupResultBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group_id(&mut self, group_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupResult::VT_GROUP_ID, group_id);
+  }
+  #[inline]
+  pub fn add_error(&mut self, error: i16) {
+    self.fbb_.push_slot::<i16>(GroupResult::VT_ERROR, error, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupResultBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    GroupResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<GroupResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, GroupResult::VT_GROUP_ID,"group_id");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for GroupResult<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("GroupResult");
+      ds.field("group_id", &self.group_id());
+      ds.field("error", &self.error());
+      ds.finish()
+  }
+}
+pub enum DeleteGroupsResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Answers DeleteGroups.
+pub struct DeleteGroupsResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DeleteGroupsResponse<'a> {
+  type Inner = DeleteGroupsResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DeleteGroupsResponse<'a> {
+  pub const VT_GROUPS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DeleteGroupsResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DeleteGroupsResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DeleteGroupsResponse<'bldr>> {
+    let mut builder = DeleteGroupsResponseBuilder::new(_fbb);
+    if let Some(x) = args.groups { builder.add_groups(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn groups(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupResult>>>>(DeleteGroupsResponse::VT_GROUPS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DeleteGroupsResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<GroupResult>>>>("groups", Self::VT_GROUPS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeleteGroupsResponseArgs<'a> {
+    pub groups: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupResult<'a>>>>>,
+}
+impl<'a> Default for DeleteGroupsResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeleteGroupsResponseArgs {
+      groups: None,
+    }
+  }
+}
+
+pub struct DeleteGroupsResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DeleteGroupsResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_groups(&mut self, groups: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<GroupResult<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DeleteGroupsResponse::VT_GROUPS, groups);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DeleteGroupsResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DeleteGroupsResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DeleteGroupsResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DeleteGroupsResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DeleteGroupsResponse");
+      ds.field("groups", &self.groups());
+      ds.finish()
+  }
+}
 pub enum ErrorResponseOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -5505,6 +10544,156 @@ impl<'a> ResponseFrame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_find_coordinator_response(&self) -> Option<FindCoordinatorResponse<'a>> {
+    if self.body_type() == ResponseBody::FindCoordinatorResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { FindCoordinatorResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_join_group_response(&self) -> Option<JoinGroupResponse<'a>> {
+    if self.body_type() == ResponseBody::JoinGroupResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { JoinGroupResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_sync_group_response(&self) -> Option<SyncGroupResponse<'a>> {
+    if self.body_type() == ResponseBody::SyncGroupResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SyncGroupResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_heartbeat_response(&self) -> Option<HeartbeatResponse<'a>> {
+    if self.body_type() == ResponseBody::HeartbeatResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { HeartbeatResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_leave_group_response(&self) -> Option<LeaveGroupResponse<'a>> {
+    if self.body_type() == ResponseBody::LeaveGroupResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { LeaveGroupResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_offset_commit_response(&self) -> Option<OffsetCommitResponse<'a>> {
+    if self.body_type() == ResponseBody::OffsetCommitResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { OffsetCommitResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_offset_fetch_response(&self) -> Option<OffsetFetchResponse<'a>> {
+    if self.body_type() == ResponseBody::OffsetFetchResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { OffsetFetchResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_list_groups_response(&self) -> Option<ListGroupsResponse<'a>> {
+    if self.body_type() == ResponseBody::ListGroupsResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListGroupsResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_describe_groups_response(&self) -> Option<DescribeGroupsResponse<'a>> {
+    if self.body_type() == ResponseBody::DescribeGroupsResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeGroupsResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_delete_groups_response(&self) -> Option<DeleteGroupsResponse<'a>> {
+    if self.body_type() == ResponseBody::DeleteGroupsResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DeleteGroupsResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ResponseFrame<'_> {
@@ -5524,6 +10713,16 @@ impl ::flatbuffers::Verifiable for ResponseFrame<'_> {
           ResponseBody::FetchResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FetchResponse>>("ResponseBody::FetchResponse", pos),
           ResponseBody::ListOffsetsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListOffsetsResponse>>("ResponseBody::ListOffsetsResponse", pos),
           ResponseBody::ErrorResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ErrorResponse>>("ResponseBody::ErrorResponse", pos),
+          ResponseBody::FindCoordinatorResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FindCoordinatorResponse>>("ResponseBody::FindCoordinatorResponse", pos),
+          ResponseBody::JoinGroupResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<JoinGroupResponse>>("ResponseBody::JoinGroupResponse", pos),
+          ResponseBody::SyncGroupResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<SyncGroupResponse>>("ResponseBody::SyncGroupResponse", pos),
+          ResponseBody::HeartbeatResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<HeartbeatResponse>>("ResponseBody::HeartbeatResponse", pos),
+          ResponseBody::LeaveGroupResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<LeaveGroupResponse>>("ResponseBody::LeaveGroupResponse", pos),
+          ResponseBody::OffsetCommitResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetCommitResponse>>("ResponseBody::OffsetCommitResponse", pos),
+          ResponseBody::OffsetFetchResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetFetchResponse>>("ResponseBody::OffsetFetchResponse", pos),
+          ResponseBody::ListGroupsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListGroupsResponse>>("ResponseBody::ListGroupsResponse", pos),
+          ResponseBody::DescribeGroupsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeGroupsResponse>>("ResponseBody::DescribeGroupsResponse", pos),
+          ResponseBody::DeleteGroupsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteGroupsResponse>>("ResponseBody::DeleteGroupsResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -5637,6 +10836,76 @@ impl ::core::fmt::Debug for ResponseFrame<'_> {
         },
         ResponseBody::ErrorResponse => {
           if let Some(x) = self.body_as_error_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::FindCoordinatorResponse => {
+          if let Some(x) = self.body_as_find_coordinator_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::JoinGroupResponse => {
+          if let Some(x) = self.body_as_join_group_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::SyncGroupResponse => {
+          if let Some(x) = self.body_as_sync_group_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::HeartbeatResponse => {
+          if let Some(x) = self.body_as_heartbeat_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::LeaveGroupResponse => {
+          if let Some(x) = self.body_as_leave_group_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::OffsetCommitResponse => {
+          if let Some(x) = self.body_as_offset_commit_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::OffsetFetchResponse => {
+          if let Some(x) = self.body_as_offset_fetch_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::ListGroupsResponse => {
+          if let Some(x) = self.body_as_list_groups_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::DescribeGroupsResponse => {
+          if let Some(x) = self.body_as_describe_groups_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::DeleteGroupsResponse => {
+          if let Some(x) = self.body_as_delete_groups_response() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
