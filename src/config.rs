@@ -63,6 +63,8 @@ struct FileConfig {
     group_initial_rebalance_delay_ms: Option<u32>,
     group_min_session_timeout_ms: Option<u32>,
     group_max_session_timeout_ms: Option<u32>,
+    retention_check_interval_ms: Option<u64>,
+    offsets_segment_bytes: Option<u64>,
 }
 
 /// The broker's resolved configuration.
@@ -101,6 +103,12 @@ pub struct ServeConfig {
     pub group_initial_rebalance_delay_ms: u32,
     pub group_min_session_timeout_ms: u32,
     pub group_max_session_timeout_ms: u32,
+    /// How often each shard applies retention to its partitions and
+    /// expires and compacts committed offsets.
+    pub retention_check_interval_ms: u64,
+    /// Segment size of `__consumer_offsets`: its history is dropped a
+    /// segment at a time once the live offsets are rewritten.
+    pub offsets_segment_bytes: u64,
 }
 
 impl Default for ServeConfig {
@@ -132,6 +140,8 @@ impl Default for ServeConfig {
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 300_000,
+            retention_check_interval_ms: 60_000,
+            offsets_segment_bytes: 8 << 20,
         }
     }
 }
@@ -178,6 +188,8 @@ impl ServeConfig {
             take!(group_initial_rebalance_delay_ms);
             take!(group_min_session_timeout_ms);
             take!(group_max_session_timeout_ms);
+            take!(retention_check_interval_ms);
+            take!(offsets_segment_bytes);
             if let Some(v) = file.shard_port_base {
                 cfg.shard_port_base = v;
                 shard_base_set = true;
@@ -229,6 +241,9 @@ impl ServeConfig {
         }
         if self.offsets_topic_partitions == 0 || self.offsets_topic_partitions > 1000 {
             return Err("offsets_topic_partitions must be 1..=1000".into());
+        }
+        if self.retention_check_interval_ms == 0 {
+            return Err("retention_check_interval_ms must be positive".into());
         }
         if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
             return Err("group_min_session_timeout_ms is above group_max_session_timeout_ms".into());

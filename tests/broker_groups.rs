@@ -408,3 +408,123 @@ fn committed_offsets_survive_restart_and_kill9_and_groups_are_independent() {
         .sum();
     assert_eq!(lag, 2_000 - moved.iter().map(|(_, _, o)| o).sum::<i64>(), "{text}");
 }
+
+/// Commits `offset` with a large metadata string for every partition of
+/// `topic` (`partitions` of them), from outside the group protocol.
+async fn commit_with_metadata(client: &Client, group: &str, topic: &str, partitions: u32, offset: i64) {
+    use sluice::api::{ErrorCode, OffsetCommitPartition, OffsetCommitRequest, OffsetCommitTopic, Request, Response};
+    let req = Request::OffsetCommit(OffsetCommitRequest {
+        group_id: group.to_string(),
+        generation_id: -1,
+        member_id: String::new(),
+        group_instance_id: None,
+        topics: vec![OffsetCommitTopic {
+            name: topic.to_string(),
+            partitions: (0..partitions)
+                .map(|p| OffsetCommitPartition {
+                    partition: p,
+                    offset,
+                    leader_epoch: -1,
+                    metadata: Some("m".repeat(4000)),
+                })
+                .collect(),
+        }],
+    });
+    match client.send_any(req).await.expect("commit") {
+        Response::OffsetCommit { topics } => {
+            for p in topics.iter().flat_map(|t| &t.partitions) {
+                assert_eq!(p.error, ErrorCode::None, "commit {group} {p:?}");
+            }
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn offsets_history_is_compacted_and_empty_groups_expire() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        "offsets_topic_partitions = 1\noffsets_segment_bytes = 1048576\noffsets_retention_ms = 6000\n\
+         retention_check_interval_ms = 200\ngroup_initial_rebalance_delay_ms = 100\n",
+    )
+    .expect("config");
+    let config = config.to_string_lossy().to_string();
+    let mut broker = Broker::start(2, &["--config", &config]);
+    let bootstrap = broker.bootstrap();
+
+    // About 4 MiB of commits (4 KB each) on the single offsets partition:
+    // several 1 MiB segments of history, of which only the last commit per
+    // partition is live.
+    let b = bootstrap.clone();
+    let live = with_client(&bootstrap, move |client| async move {
+        client
+            .create_topic("t", 8, TopicConfig::default())
+            .await
+            .expect("create");
+        produce(&client, "t", 0..100).await;
+        for round in 0..130 {
+            commit_with_metadata(&client, "busy", "t", 8, round).await;
+        }
+        // A group with a live member: its offsets must never expire.
+        let member_client = Client::connect(&b, ClientConfig::default()).await.expect("connect");
+        let mut live = GroupConsumer::new(member_client, earliest(), group_config("live"));
+        live.subscribe(&["t"]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while live.assignment().is_empty() {
+            assert!(Instant::now() < deadline, "live member never got partitions");
+            live.poll(Duration::from_millis(100)).await.expect("poll");
+        }
+        live.commit_offsets(&[("t", 0, 1)]).await.expect("commit");
+        // The rewrite of the live offsets lets the old segments go.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let info = client.describe_topic("__consumer_offsets").await.expect("describe");
+            if info.partitions[0].log_start_offset > 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "offsets history never compacted: {info:?}");
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+        }
+        let busy = client.group_offsets("busy").await.expect("offsets");
+        assert_eq!(busy.len(), 8);
+        assert!(
+            busy.iter()
+                .all(|(_, _, o, m)| *o == 129 && m.as_deref().map(str::len) == Some(4000)),
+            "{busy:?}"
+        );
+
+        // "busy" has no members and stops committing: it expires; "live"
+        // keeps its offsets while its member heartbeats.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            live.poll(Duration::from_millis(100)).await.expect("poll");
+            let groups = client.list_groups().await.expect("list");
+            if !groups.iter().any(|g| g.group_id == "busy") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "busy never expired: {groups:?}");
+        }
+        assert!(client.group_offsets("busy").await.expect("offsets").is_empty());
+        let kept = client.group_offsets("live").await.expect("offsets");
+        assert_eq!(
+            kept.iter().map(|(t, p, o, _)| (t.as_str(), *p, *o)).collect::<Vec<_>>(),
+            vec![("t", 0, 1)]
+        );
+        // A fresh commit just before the crash, so the group (memberless
+        // after the restart) is well inside its retention when checked.
+        live.commit_offsets(&[("t", 0, 2)]).await.expect("commit");
+        client.group_offsets("live").await.expect("offsets")
+    });
+
+    // After a crash the replay from the compacted log gives the same view:
+    // the expired group stays gone (its tombstones are durable).
+    broker.kill9();
+    broker.restart();
+    let after = with_client(&bootstrap, |client| async move {
+        assert!(client.group_offsets("busy").await.expect("offsets").is_empty());
+        client.group_offsets("live").await.expect("offsets")
+    });
+    assert_eq!(after, live);
+}

@@ -38,9 +38,6 @@ use crate::group::offsets::{self, CommittedOffset, OffsetKey, OffsetStore, OFFSE
 use crate::record::{self, BatchBuilder, Compression};
 use crate::watermark::Watermark;
 
-/// Segment size of the offsets topic: small, so that history rolls into
-/// segments a snapshot can drop.
-const OFFSETS_SEGMENT_BYTES: u64 = 8 << 20;
 /// Rewrite the live offsets once a partition holds this many segments.
 const SNAPSHOT_AT_SEGMENTS: usize = 3;
 /// Records per batch when rewriting or tombstoning many offsets.
@@ -248,7 +245,9 @@ impl Shard {
             config: TopicConfig {
                 retention_ms: Some(-1),
                 retention_bytes: Some(-1),
-                segment_bytes: Some(OFFSETS_SEGMENT_BYTES),
+                // Small, so that history rolls into segments a rewrite of
+                // the live offsets lets us drop.
+                segment_bytes: Some(self.config.offsets_segment_bytes),
                 max_message_bytes: None,
                 flush: Some(FlushConfig::EveryAppend),
             },

@@ -23,8 +23,6 @@ use crate::metrics::ShardMetrics;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a shard checks whether a shutdown was asked for.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
-/// How often retention runs on each partition.
-const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Blocks SIGINT and SIGTERM in this thread (and the threads it starts) and
 /// starts a thread that waits for them and raises `flag`.
@@ -262,7 +260,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
 
 async fn retention_loop(shard: Rc<Shard>) {
     loop {
-        glommio::timer::sleep(RETENTION_CHECK_INTERVAL).await;
+        glommio::timer::sleep(Duration::from_millis(shard.config.retention_check_interval_ms)).await;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
