@@ -25,6 +25,10 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 const IO_MEMORY_BYTES: usize = 2 << 20;
 /// Attempts at finding a free run of ports.
 const PORT_ATTEMPTS: u32 = 64;
+/// How long a new group waits for more members before its first rebalance
+/// (Kafka defaults to 3 s): the load generator's members all join within
+/// moments, and the ready barrier waits out any later rebalance anyway.
+const GROUP_INITIAL_REBALANCE_DELAY_MS: u32 = 100;
 
 pub struct EmbeddedBroker {
     child: Option<Child>,
@@ -179,6 +183,7 @@ pub fn child_main(args: &[String]) -> Result<(), String> {
         shards,
         shard_port_base: base + 2,
         io_memory_bytes_max: IO_MEMORY_BYTES,
+        group_initial_rebalance_delay_ms: GROUP_INITIAL_REBALANCE_DELAY_MS,
         ..sluice::config::ServeConfig::default()
     };
     cfg.validate()?;

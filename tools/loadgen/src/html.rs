@@ -86,14 +86,16 @@ chart("dist", [
 const w = R.workload;
 document.getElementById("summary").textContent =
   `${w.topics} topic(s) × ${w.partitions_per_topic} partitions, ${w.message_size} B messages, ${w.producers} producers, ` +
-  `${w.consumers} consumers, ${R.mode === "max-rate" ? "max-rate" : w.producer_rate + " msgs/s"}, acks=${w.acks}, ` +
+  (w.subscriptions > 0 ? `${w.subscriptions} subscription(s) × ${w.consumers} consumers` : `${w.consumers} consumers`) +
+  `, ${R.mode === "max-rate" ? "max-rate" : w.producer_rate + " msgs/s"}, acks=${w.acks}, ` +
   `compression=${w.compression}, broker: ${R.broker}, measured ${R.measured_s.toFixed(1)} s, errors ${R.errors}`;
 const t = document.getElementById("results");
 const row = (cells, th) => { const tr = document.createElement("tr"); for (const c of cells) { const e = document.createElement(th ? "th" : "td"); e.textContent = c; tr.appendChild(e); } t.appendChild(tr); };
 row(["", "msgs/s", "MB/s", "p50 µs", "p75", "p95", "p99", "p99.9", "p99.99", "max"], true);
 const P = (x, l) => [x.msgs_per_s.toLocaleString(), x.mb_per_s.toFixed(2), l.p50, l.p75, l.p95, l.p99, l.p99_9, l.p99_99, l.max];
 row(["produce / publish latency", ...P(R.produce, R.publish_latency_us)]);
-row(["consume / end-to-end latency", ...P(R.consume, R.end_to_end_latency_us)]);
+row([(w.subscriptions > 0 ? "consume (all subscriptions)" : "consume") + " / end-to-end latency",
+     ...P(R.consume, R.end_to_end_latency_us)]);
 </script></body></html>
 "##;
 

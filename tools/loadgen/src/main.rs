@@ -14,6 +14,7 @@ mod report;
 mod run;
 mod schedule;
 mod stats;
+mod subscription;
 mod worker;
 mod workload;
 
@@ -63,8 +64,13 @@ struct Cli {
     payload_file: Option<String>,
     #[arg(long)]
     producers: Option<u32>,
+    /// Consumers in all; with --subscriptions, consumers per subscription.
     #[arg(long)]
     consumers: Option<u32>,
+    /// Consumer groups, each reading every message once (members start at
+    /// the log end); 0 = no groups: the consumers split the partitions.
+    #[arg(long)]
+    subscriptions: Option<u32>,
     /// Messages per second over all producers; 0 = max-rate.
     #[arg(long)]
     rate: Option<f64>,
@@ -113,6 +119,7 @@ impl Cli {
             payload_file: self.payload_file.clone(),
             producers: self.producers,
             consumers: self.consumers,
+            subscriptions: self.subscriptions,
             producer_rate: self.rate,
             warmup_s: self.warmup,
             duration_s: self.duration,

@@ -1,6 +1,10 @@
 //! The results of a run: throughput, latency percentiles, the per-second
 //! series, errors; rendered as a human table and as JSON (`--json`). The
 //! HTML page (`--html`) is drawn from the same [`Report`].
+//!
+//! With subscriptions every message is consumed once per subscription, and
+//! every consume figure (throughput, counts, end-to-end latency samples,
+//! backlog) is the total over all subscriptions.
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -86,7 +90,8 @@ pub struct SeriesPoint {
     pub produce_mb_per_s: f64,
     pub consume_msgs_per_s: f64,
     pub consume_mb_per_s: f64,
-    /// Acknowledged but not yet consumed, at the end of the interval.
+    /// Consumptions still due at the end of the interval: acknowledged x
+    /// subscriptions (1 without subscriptions) - consumed.
     pub backlog: u64,
     pub errors: u64,
     pub publish_p50_us: u64,
@@ -160,16 +165,27 @@ pub struct Report {
     pub executors: usize,
     /// Seconds over which throughput was measured (warm-up excluded).
     pub measured_s: f64,
+    /// Acknowledged messages.
     pub produce: Throughput,
+    /// Consumed messages over all consumers; with subscriptions, the total
+    /// over every subscription (each reads every message, so a run that
+    /// keeps up consumes subscriptions x the produce rate).
     pub consume: Throughput,
     /// Send (intended, at a fixed rate) → acknowledgement.
     pub publish_latency_us: Percentiles,
-    /// Send (intended, at a fixed rate) → consumed.
+    /// Send (intended, at a fixed rate) → consumed; one sample per message
+    /// and subscription.
     pub end_to_end_latency_us: Percentiles,
     /// Over the whole run, warm-up and drain included.
     pub messages_sent: u64,
+    /// Acknowledged.
     pub messages_produced: u64,
+    /// Over all subscriptions: `messages_produced x subscriptions` in a
+    /// complete run with subscriptions, `messages_produced` without.
     pub messages_consumed: u64,
+    /// With subscriptions, what each consumed (each equals
+    /// `messages_produced` in a complete run); empty without.
+    pub messages_consumed_by_subscription: Vec<u64>,
     pub errors: u64,
     pub error_messages: Vec<String>,
     /// The embedded broker's resident memory at the end of the measured window.
@@ -196,9 +212,14 @@ impl Report {
         } else {
             format!("{} msgs/s", w.producer_rate)
         };
+        let consumers = if w.subscriptions > 0 {
+            format!("{} subscription(s) x {} consumers", w.subscriptions, w.consumers)
+        } else {
+            format!("{} consumers", w.consumers)
+        };
         s += &format!(
-            "workload {}: {} topic(s) x {} partitions, {} B messages, {} producers, {} consumers, {rate}\n",
-            w.name, w.topics, w.partitions_per_topic, w.message_size, w.producers, w.consumers
+            "workload {}: {} topic(s) x {} partitions, {} B messages, {} producers, {consumers}, {rate}\n",
+            w.name, w.topics, w.partitions_per_topic, w.message_size, w.producers
         );
         s += &format!(
             "acks={} compression={} linger={}ms batch={}B keyed={}  broker: {}  executors: {}  measured: {:.1}s\n\n",
@@ -226,9 +247,18 @@ impl Report {
             s += &format!("{:>10}\n", p.count);
         }
         s += &format!(
-            "\nsent {}  acknowledged {}  consumed {}  errors {}",
-            self.messages_sent, self.messages_produced, self.messages_consumed, self.errors
+            "\nsent {}  acknowledged {}  consumed {}",
+            self.messages_sent, self.messages_produced, self.messages_consumed
         );
+        if !self.messages_consumed_by_subscription.is_empty() {
+            let each: Vec<String> = self
+                .messages_consumed_by_subscription
+                .iter()
+                .map(u64::to_string)
+                .collect();
+            s += &format!(" (by subscription: {})", each.join(", "));
+        }
+        s += &format!("  errors {}", self.errors);
         if let Some(rss) = self.broker_rss_bytes {
             s += &format!("  broker RSS {:.1} MiB", rss as f64 / (1 << 20) as f64);
         }
@@ -268,17 +298,9 @@ mod tests {
         assert_eq!(Percentiles::of(&histogram()), Percentiles::default());
     }
 
-    #[test]
-    fn json_has_the_documented_shape() {
-        let mut i = Interval::new();
-        i.produced = 100;
-        i.produced_bytes = 100_000;
-        i.consumed = 100;
-        i.consumed_bytes = 100_000;
-        i.publish_us = synthetic();
-        i.e2e_us = synthetic();
-        let r = Report {
-            workload: Workload::default(),
+    fn report(workload: Workload, i: &Interval) -> Report {
+        Report {
+            workload,
             mode: "fixed-rate",
             broker: "embedded".into(),
             executors: 2,
@@ -290,12 +312,25 @@ mod tests {
             messages_sent: 200,
             messages_produced: 200,
             messages_consumed: 200,
+            messages_consumed_by_subscription: Vec::new(),
             errors: 0,
             error_messages: vec![],
             broker_rss_bytes: Some(1 << 20),
-            series: vec![SeriesPoint::of(1.0, 1.0, "measure", &i, 0)],
+            series: vec![SeriesPoint::of(1.0, 1.0, "measure", i, 0)],
             distribution: distribution(&i.publish_us, &i.e2e_us),
-        };
+        }
+    }
+
+    #[test]
+    fn json_has_the_documented_shape() {
+        let mut i = Interval::new();
+        i.produced = 100;
+        i.produced_bytes = 100_000;
+        i.consumed = 100;
+        i.consumed_bytes = 100_000;
+        i.publish_us = synthetic();
+        i.e2e_us = synthetic();
+        let r = report(Workload::default(), &i);
         let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
         assert_eq!(v["produce"]["msgs_per_s"], 100.0);
         assert_eq!(v["produce"]["mb_per_s"], 0.1);
@@ -311,7 +346,31 @@ mod tests {
             v["distribution"].as_array().unwrap().len(),
             DISTRIBUTION_QUANTILES.len()
         );
+        assert_eq!(v["workload"]["subscriptions"], 0);
+        assert_eq!(v["messages_consumed_by_subscription"], serde_json::json!([]));
         let t = r.table();
         assert!(t.contains("p99.99") && t.contains("end-to-end"), "{t}");
+        assert!(t.contains(", 2 consumers,") && !t.contains("subscription"), "{t}");
+    }
+
+    #[test]
+    fn subscriptions_show_in_json_and_table() {
+        let workload = Workload {
+            subscriptions: 2,
+            consumers: 3,
+            ..Workload::default()
+        };
+        let mut r = report(workload, &Interval::new());
+        r.consume = Throughput::of(400, 400_000, 2.0);
+        r.messages_consumed = 400;
+        r.messages_consumed_by_subscription = vec![200, 200];
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["workload"]["subscriptions"], 2);
+        assert_eq!(v["workload"]["consumers"], 3);
+        assert_eq!(v["consume"]["msgs_per_s"], 200.0);
+        assert_eq!(v["messages_consumed_by_subscription"], serde_json::json!([200, 200]));
+        let t = r.table();
+        assert!(t.contains("2 subscription(s) x 3 consumers"), "{t}");
+        assert!(t.contains("consumed 400 (by subscription: 200, 200)"), "{t}");
     }
 }

@@ -1,10 +1,13 @@
-//! One run: create the topics, start the executors, walk the phases
+//! One run: create the topics, start the executors, wait until they are
+//! ready (and every subscription's group has settled), walk the phases
 //! (warm-up, measure, drain), sample once per second, and build the
 //! [`Report`].
 //!
 //! Throughput counts only the measured window. Latency histograms take the
 //! measured window and the drain (messages sent while measuring but
-//! acknowledged or consumed after it), not the warm-up.
+//! acknowledged or consumed after it), not the warm-up. Consumption counts
+//! over all subscriptions: a complete run consumes `acknowledged x fanout`
+//! messages ([`Workload::fanout`]).
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,10 +19,12 @@ use sluice::client::{Client, ClientConfig};
 
 use crate::report::{distribution, Percentiles, Report, SeriesPoint, Throughput};
 use crate::stats::{Clock, Interval, WorkerStats};
+use crate::subscription::{self, Barrier};
 use crate::worker::{self, Control, Plan};
 use crate::workload::Workload;
 
-/// How long executors may take to connect and position their consumers.
+/// How long executors may take to connect and position their consumers,
+/// and the subscriptions' groups to settle.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long producers may take to get their last messages acknowledged,
 /// and consumers to read everything acknowledged, after the measured window.
@@ -39,7 +44,8 @@ pub struct Options<'a> {
 
 pub fn run(opts: Options<'_>) -> Result<Report, String> {
     let w = opts.workload.clone();
-    let topics = create_topics(&opts.bootstrap, &w)?;
+    let run_id = run_id();
+    let topics = create_topics(&opts.bootstrap, &w, &run_id)?;
     let payload = Bytes::from(w.payload()?);
     let clock = Clock::new();
     let plan = Arc::new(Plan {
@@ -50,8 +56,11 @@ pub fn run(opts: Options<'_>) -> Result<Report, String> {
         payload,
         clock,
         executors: opts.executors,
+        groups: (0..w.subscriptions)
+            .map(|i| subscription::group_id(&run_id, i))
+            .collect(),
     });
-    let control = Arc::new(Control::default());
+    let control = Arc::new(Control::new(&w));
     let stats: Vec<Arc<WorkerStats>> = (0..opts.executors).map(|_| Arc::new(WorkerStats::new())).collect();
     let mut handles = Vec::new();
     for (i, s) in stats.iter().enumerate() {
@@ -67,13 +76,27 @@ pub fn run(opts: Options<'_>) -> Result<Report, String> {
         }
     }
     let mut sampler = Sampler::new(&opts, &stats, clock);
-    let result = phases(&opts, &control, &mut sampler);
+    let result = phases(&opts, &plan, &control, &mut sampler);
     control.stop_producers.store(true, Ordering::SeqCst);
     control.stop_consumers.store(true, Ordering::SeqCst);
     join(handles);
     result?;
     sampler.sample("drain");
-    Ok(sampler.report(&opts, &w))
+    let by_subscription = control
+        .consumed_by_subscription
+        .iter()
+        .map(|c| c.load(Ordering::SeqCst))
+        .collect();
+    Ok(sampler.report(&opts, &w, by_subscription))
+}
+
+/// Names this run's topics and groups apart from earlier runs' on a reused
+/// broker: the wall clock in ms, as 8 hex digits.
+fn run_id() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    format!("{:08x}", ms % 0x1_0000_0000)
 }
 
 fn join(handles: Vec<glommio::ExecutorJoinHandle<()>>) {
@@ -92,20 +115,47 @@ fn failure(control: &Control) -> Option<String> {
     Some(f.clone().unwrap_or_else(|| "an executor failed".into()))
 }
 
-/// Ready → go → warm-up → measure → stop producers → drain.
-fn phases(opts: &Options<'_>, control: &Control, sampler: &mut Sampler) -> Result<(), String> {
+/// Waits until every executor is ready and every subscription's group has
+/// settled (all partitions assigned, start offsets resolved), at most
+/// `READY_TIMEOUT`.
+fn wait_ready(opts: &Options<'_>, plan: &Plan, control: &Control, clock: Clock) -> Result<(), String> {
     let w = &opts.workload;
-    let clock = sampler.clock;
     let waited = clock.now_ns();
-    while control.ready.load(Ordering::SeqCst) < opts.executors {
+    loop {
         if let Some(e) = failure(control) {
             return Err(e);
         }
+        let ready = control.ready.load(Ordering::SeqCst);
+        let waiting = if ready < opts.executors {
+            Some(format!("{ready} of {} executors ready", opts.executors))
+        } else if w.subscriptions == 0 {
+            None
+        } else {
+            let members = control.members.lock().unwrap_or_else(|p| p.into_inner());
+            match subscription::barrier(&members, w.consumers as usize, &plan.topics, plan.partitions)? {
+                Barrier::Settled => None,
+                Barrier::Waiting(why) => Some(format!("consumer groups not settled ({why})")),
+            }
+        };
+        let Some(why) = waiting else {
+            if opts.progress && w.subscriptions > 0 {
+                let s = (clock.now_ns() - waited) as f64 / 1e9;
+                eprintln!("{} consumer group(s) settled in {s:.1}s", w.subscriptions);
+            }
+            return Ok(());
+        };
         if clock.now_ns() - waited > READY_TIMEOUT.as_nanos() as u64 {
-            return Err(format!("executors not ready within {READY_TIMEOUT:?}"));
+            return Err(format!("not ready within {READY_TIMEOUT:?}: {why}"));
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Ready → go → warm-up → measure → stop producers → drain.
+fn phases(opts: &Options<'_>, plan: &Plan, control: &Control, sampler: &mut Sampler) -> Result<(), String> {
+    let w = &opts.workload;
+    let clock = sampler.clock;
+    wait_ready(opts, plan, control, clock)?;
     let go_ns = clock.now_ns().max(1);
     sampler.start(go_ns);
     control.go_ns.store(go_ns, Ordering::SeqCst);
@@ -115,12 +165,12 @@ fn phases(opts: &Options<'_>, control: &Control, sampler: &mut Sampler) -> Resul
     sampler.sample_until(end, "measure", || failure(control))?;
     sampler.rss = (opts.broker_rss)();
     control.stop_producers.store(true, Ordering::SeqCst);
-    // Drain: producers get their last acks, consumers catch up.
+    // Drain: producers get their last acks, consumers (every
+    // subscription) catch up.
     let drain_end = clock.now_ns() + DRAIN_TIMEOUT.as_nanos() as u64;
     let drained = |sampler: &Sampler| {
         let producers_done = control.producers_done.load(Ordering::SeqCst) >= w.producers as usize;
-        let (produced, consumed) = sampler.totals();
-        producers_done && (w.consumers == 0 || consumed >= produced)
+        producers_done && sampler.backlog() == 0
     };
     while !drained(sampler) && clock.now_ns() < drain_end {
         if let Some(e) = failure(control) {
@@ -139,6 +189,8 @@ struct Sampler<'a> {
     stats: &'a [Arc<WorkerStats>],
     clock: Clock,
     progress: bool,
+    /// Consumptions per acknowledged message in a complete run.
+    fanout: u64,
     go_ns: u64,
     last_ns: u64,
     next_ns: u64,
@@ -155,6 +207,7 @@ impl<'a> Sampler<'a> {
             stats,
             clock,
             progress: opts.progress,
+            fanout: opts.workload.fanout(),
             go_ns: 0,
             last_ns: 0,
             next_ns: 0,
@@ -172,7 +225,7 @@ impl<'a> Sampler<'a> {
         self.next_ns = go_ns + SAMPLE_EVERY.as_nanos() as u64;
     }
 
-    /// Acknowledged and consumed messages so far.
+    /// Acknowledged and consumed (over all subscriptions) messages so far.
     fn totals(&self) -> (u64, u64) {
         self.stats.iter().fold((0, 0), |(p, c), s| {
             (
@@ -180,6 +233,12 @@ impl<'a> Sampler<'a> {
                 c + s.consumed.load(Ordering::Relaxed),
             )
         })
+    }
+
+    /// Consumptions still due: acknowledged x fanout - consumed.
+    fn backlog(&self) -> u64 {
+        let (produced, consumed) = self.totals();
+        produced.saturating_mul(self.fanout).saturating_sub(consumed)
     }
 
     /// Samples every second (and at `until`) until `until`.
@@ -218,8 +277,7 @@ impl<'a> Sampler<'a> {
             i.add(&s.take());
         }
         let seconds = (now - self.last_ns) as f64 / 1e9;
-        let (produced, consumed) = self.totals();
-        let backlog = produced.saturating_sub(consumed);
+        let backlog = self.backlog();
         let point = SeriesPoint::of((now - self.go_ns) as f64 / 1e9, seconds, phase, &i, backlog);
         if self.progress {
             eprintln!(
@@ -252,7 +310,8 @@ impl<'a> Sampler<'a> {
         }
     }
 
-    fn report(&self, opts: &Options<'_>, w: &Workload) -> Report {
+    /// The report; `by_subscription`: messages each subscription consumed.
+    fn report(&self, opts: &Options<'_>, w: &Workload, by_subscription: Vec<u64>) -> Report {
         let secs = self.measured_ns as f64 / 1e9;
         let m = &self.measured;
         let sum = |f: fn(&WorkerStats) -> u64| self.stats.iter().map(|s| f(s)).sum::<u64>();
@@ -271,6 +330,7 @@ impl<'a> Sampler<'a> {
             messages_sent: sum(|s| s.sent.load(Ordering::Relaxed)),
             messages_produced: sum(|s| s.produced.load(Ordering::Relaxed)),
             messages_consumed: sum(|s| s.consumed.load(Ordering::Relaxed)),
+            messages_consumed_by_subscription: by_subscription,
             errors,
             error_messages,
             broker_rss_bytes: self.rss,
@@ -282,12 +342,8 @@ impl<'a> Sampler<'a> {
 
 /// Creates the workload's topics (unique names per run, so a reused broker
 /// never mixes runs) on a short-lived executor; returns their names.
-fn create_topics(bootstrap: &str, w: &Workload) -> Result<Vec<String>, String> {
-    let run_id = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-        % 0x1_0000_0000;
-    let names: Vec<String> = (0..w.topics).map(|t| format!("loadgen-{run_id:08x}-{t}")).collect();
+fn create_topics(bootstrap: &str, w: &Workload, run_id: &str) -> Result<Vec<String>, String> {
+    let names: Vec<String> = (0..w.topics).map(|t| format!("loadgen-{run_id}-{t}")).collect();
     let flush = w.flush.as_deref().map(sluice::config::parse_flush).transpose()?;
     let (bootstrap, partitions, to_create) = (bootstrap.to_string(), w.partitions_per_topic, names.clone());
     let handle = LocalExecutorBuilder::new(Placement::Unbound)

@@ -1,13 +1,20 @@
 //! The executors: one pinned glommio executor per core, each with its own
 //! `Client`, running its share of the producers and consumers.
 //!
-//! Producer `p` runs on executor `p % executors`, consumer `c` on
-//! `c % executors`; consumer `c` reads the (topic, partition) pairs whose
-//! index is `c` modulo the consumer count, so every message is consumed
-//! once. The main thread drives the phases through [`Control`]: executors
-//! report ready (consumers positioned at the end of their partitions),
-//! wait for `go_ns`, produce until `stop_producers`, and consume until
-//! `stop_consumers`.
+//! Producer `p` runs on executor `p % executors`, consumer instance `k` on
+//! `k % executors`. Without subscriptions, consumer `k` reads the (topic,
+//! partition) pairs whose index is `k` modulo the consumer count, so every
+//! message is consumed once. With subscriptions, instance `k` is member
+//! `k % consumers` of subscription `k / consumers`'s consumer group
+//! ([`subscription`](crate::subscription)), so every message is consumed
+//! once per subscription.
+//!
+//! The main thread drives the phases through [`Control`]: executors start
+//! their consumers and report ready (static consumers positioned at the end
+//! of their partitions; group members joining, their views published in
+//! `Control::members` for the main thread's barrier), wait for `go_ns`,
+//! produce until `stop_producers`, and consume until `stop_consumers`;
+//! group members then leave their groups.
 //!
 //! Every value starts with its send time (the run's clock, ns, little
 //! endian): the intended time at a fixed rate, the `send` call in
@@ -20,10 +27,13 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use glommio::sync::Semaphore;
 use glommio::{LocalExecutorBuilder, Placement};
-use sluice::client::{Client, ClientConfig, Consumer, ConsumerConfig, Producer, ProducerConfig, SeekTo};
+use sluice::client::{
+    Client, ClientConfig, ClientError, ConsumedRecord, Consumer, ConsumerConfig, Producer, ProducerConfig, SeekTo,
+};
 
 use crate::schedule::Schedule;
 use crate::stats::{Clock, WorkerStats};
+use crate::subscription::{Member, MemberView};
 use crate::workload::{Workload, TIMESTAMP_BYTES};
 
 /// glommio registered io memory per load generator executor.
@@ -45,12 +55,18 @@ pub struct Plan {
     pub payload: Bytes,
     pub clock: Clock,
     pub executors: usize,
+    /// The consumer group of each subscription; empty without.
+    pub groups: Vec<String>,
 }
 
 /// Phase signals between the main thread and the executors.
-#[derive(Default)]
 pub struct Control {
+    /// Executors that started their consumers and are waiting for `go_ns`.
     pub ready: AtomicUsize,
+    /// Every group member's latest view, `consumers` per subscription in
+    /// subscription order; empty without subscriptions. The main thread's
+    /// ready barrier reads them.
+    pub members: Mutex<Vec<MemberView>>,
     /// Set when an executor failed to start; the message is in `failure`.
     pub failed: AtomicBool,
     pub failure: Mutex<Option<String>>,
@@ -60,15 +76,56 @@ pub struct Control {
     pub stop_consumers: AtomicBool,
     /// Producers that finished (every message acknowledged or failed).
     pub producers_done: AtomicUsize,
-    /// Messages acknowledged and consumed over all executors: in max-rate
-    /// mode producers pause while the difference (the consumers' backlog)
-    /// is above the workload's bound, so the rate found is one consumers
-    /// sustain too.
+    /// Messages acknowledged and consumed over all executors (consumed
+    /// over all subscriptions): in max-rate mode producers pause while the
+    /// backlog (`acked x fanout - consumed`) is above the workload's bound,
+    /// so the rate found is one consumers sustain too.
     pub acked: AtomicU64,
     pub consumed: AtomicU64,
+    /// Messages consumed per subscription; empty without subscriptions.
+    pub consumed_by_subscription: Vec<AtomicU64>,
 }
 
 impl Control {
+    /// Signals for a run of `w`: nothing ready, no member joined.
+    pub fn new(w: &Workload) -> Control {
+        let members = if w.subscriptions > 0 {
+            w.consumer_instances() as usize
+        } else {
+            0
+        };
+        Control {
+            ready: AtomicUsize::new(0),
+            members: Mutex::new(vec![MemberView::unjoined(); members]),
+            failed: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            go_ns: AtomicU64::new(0),
+            stop_producers: AtomicBool::new(false),
+            stop_consumers: AtomicBool::new(false),
+            producers_done: AtomicUsize::new(0),
+            acked: AtomicU64::new(0),
+            consumed: AtomicU64::new(0),
+            consumed_by_subscription: (0..w.subscriptions).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Acknowledged messages not yet consumed as often as they will be.
+    fn backlog(&self, fanout: u64) -> u64 {
+        let acked = self.acked.load(Ordering::Relaxed);
+        acked
+            .saturating_mul(fanout)
+            .saturating_sub(self.consumed.load(Ordering::Relaxed))
+    }
+
+    /// Publishes group member `slot`'s view for the ready barrier.
+    fn publish(&self, slot: usize, view: MemberView) {
+        let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        match members.get_mut(slot) {
+            Some(m) => *m = view,
+            None => panic!("member slot {slot} beyond the {} of the run", members.len()),
+        }
+    }
+
     fn fail(&self, why: String) {
         let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
         f.get_or_insert(why);
@@ -105,9 +162,9 @@ async fn run(index: usize, plan: &Arc<Plan>, control: &Arc<Control>, stats: &Arc
     let client = Client::connect(&plan.bootstrap, client_config)
         .await
         .map_err(|e| format!("connecting to {}: {e}", plan.bootstrap))?;
-    let mut consumers = Vec::new();
-    for c in (0..w.consumers as usize).filter(|c| c % plan.executors == index) {
-        consumers.push(positioned_consumer(&client, plan, c).await?);
+    let mut readers = Vec::new();
+    for k in (0..w.consumer_instances() as usize).filter(|k| k % plan.executors == index) {
+        readers.push(reader(&client, plan, k).await?);
     }
     let producer_config = ProducerConfig {
         acks: w.acks()?,
@@ -121,17 +178,32 @@ async fn run(index: usize, plan: &Arc<Plan>, control: &Arc<Control>, stats: &Arc
     let producers: Vec<u32> = (0..w.producers)
         .filter(|p| *p as usize % plan.executors == index)
         .collect();
+    // Consumers poll from now on: group members must join before the main
+    // thread lets producers go (no records exist before then).
+    let mut tasks = Vec::new();
+    for reader in readers {
+        let (plan, control, stats) = (plan.clone(), control.clone(), stats.clone());
+        tasks.push(glommio::spawn_local(async move {
+            consume(reader, &plan, &stats, &control).await;
+        }));
+    }
     control.ready.fetch_add(1, Ordering::SeqCst);
     let go_ns = loop {
         if control.failed.load(Ordering::SeqCst) || control.stop_consumers.load(Ordering::SeqCst) {
-            return Ok(());
+            break None;
         }
         match control.go_ns.load(Ordering::SeqCst) {
             0 => glommio::timer::sleep(Duration::from_millis(1)).await,
-            ns => break ns,
+            ns => break Some(ns),
         }
     };
-    let mut tasks = Vec::new();
+    let Some(go_ns) = go_ns else {
+        // The run is over before it began; consumers end on `stop_consumers`.
+        for t in tasks {
+            t.await;
+        }
+        return Ok(());
+    };
     for p in producers {
         let producer = Producer::new(client.clone(), producer_config.clone());
         let (plan, control, stats) = (plan.clone(), control.clone(), stats.clone());
@@ -140,16 +212,46 @@ async fn run(index: usize, plan: &Arc<Plan>, control: &Arc<Control>, stats: &Arc
             control.producers_done.fetch_add(1, Ordering::SeqCst);
         }));
     }
-    for consumer in consumers {
-        let (plan, control, stats) = (plan.clone(), control.clone(), stats.clone());
-        tasks.push(glommio::spawn_local(async move {
-            consume(consumer, &plan, &stats, &control).await;
-        }));
-    }
     for t in tasks {
         t.await;
     }
     Ok(())
+}
+
+/// Where one consumer task reads from (boxed: a few hundred bytes each,
+/// of different sizes).
+enum Reader {
+    /// A static share of the partitions.
+    Static(Box<Consumer>),
+    /// A member of a subscription's group.
+    Group(Box<Member>),
+}
+
+impl Reader {
+    async fn poll(&mut self, limit: Duration) -> Result<Vec<ConsumedRecord>, ClientError> {
+        match self {
+            Reader::Static(c) => c.poll(limit).await,
+            Reader::Group(m) => m.poll(limit).await,
+        }
+    }
+}
+
+/// Consumer instance `k`: with subscriptions a member of subscription
+/// `k / consumers`'s group (it joins on its first poll), else a static
+/// consumer with its share of the partitions.
+async fn reader(client: &Client, plan: &Plan, k: usize) -> Result<Reader, String> {
+    if plan.groups.is_empty() {
+        return Ok(Reader::Static(Box::new(positioned_consumer(client, plan, k).await?)));
+    }
+    let subscription = k / plan.workload.consumers as usize;
+    let group = &plan.groups[subscription];
+    Ok(Reader::Group(Box::new(Member::new(
+        client,
+        group,
+        &plan.topics,
+        subscription,
+        k,
+    ))))
 }
 
 /// Consumer `c` with its share of the partitions, each positioned at its
@@ -186,6 +288,7 @@ async fn produce(
 ) {
     let w = &plan.workload;
     let backlog_max = w.backlog_max();
+    let fanout = w.fanout();
     let window = Rc::new(Semaphore::new(u64::from(w.inflight_max)));
     let schedule = (!w.max_rate()).then(|| Schedule::for_producer(w.producer_rate, w.producers, p, go_ns));
     let stopped = || control.stop_producers.load(Ordering::Relaxed);
@@ -202,11 +305,7 @@ async fn produce(
                 s.intended_ns(i)
             }
             None => {
-                let backlog = control
-                    .acked
-                    .load(Ordering::Relaxed)
-                    .saturating_sub(control.consumed.load(Ordering::Relaxed));
-                if backlog > backlog_max {
+                if control.backlog(fanout) > backlog_max {
                     glommio::timer::sleep(BACKLOG_CHECK).await;
                     continue;
                 }
@@ -267,11 +366,22 @@ fn send_one(
     .detach();
 }
 
-/// Consumes until told to stop, recording end-to-end latency per message.
-async fn consume(mut consumer: Consumer, plan: &Plan, stats: &WorkerStats, control: &Control) {
+/// Consumes until told to stop, recording end-to-end latency per message;
+/// a group member then leaves its group.
+async fn consume(mut reader: Reader, plan: &Plan, stats: &WorkerStats, control: &Control) {
     let mut latencies = Vec::new();
     while !control.stop_consumers.load(Ordering::Relaxed) {
-        match consumer.poll(POLL_WAIT).await {
+        let polled = reader.poll(POLL_WAIT).await;
+        let subscription = match &mut reader {
+            Reader::Static(_) => None,
+            Reader::Group(m) => {
+                if let Some(view) = m.view_if_changed() {
+                    control.publish(m.slot, view);
+                }
+                Some(m.subscription)
+            }
+        };
+        match polled {
             Ok(records) => {
                 let now = plan.clock.now_ns();
                 latencies.clear();
@@ -288,14 +398,24 @@ async fn consume(mut consumer: Consumer, plan: &Plan, stats: &WorkerStats, contr
                     }
                 }
                 if !records.is_empty() {
-                    stats.record_consumed(records.len() as u64, bytes, &latencies);
-                    control.consumed.fetch_add(records.len() as u64, Ordering::Relaxed);
+                    let n = records.len() as u64;
+                    stats.record_consumed(n, bytes, &latencies);
+                    control.consumed.fetch_add(n, Ordering::Relaxed);
+                    if let Some(s) = subscription {
+                        control.consumed_by_subscription[s].fetch_add(n, Ordering::Relaxed);
+                    }
                 }
             }
             Err(e) => {
                 stats.record_error(format!("consume: {e}"));
                 glommio::timer::sleep(STOP_CHECK).await;
             }
+        }
+    }
+    if let Reader::Group(m) = reader {
+        let group = &plan.groups[m.subscription];
+        if let Err(e) = m.close().await {
+            stats.record_error(format!("leaving group {group}: {e}"));
         }
     }
 }

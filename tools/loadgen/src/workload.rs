@@ -1,7 +1,14 @@
 //! The workload: what to run, in the OpenMessaging Benchmark's terms
 //! (topics, partitions per topic, message size, producers, consumers,
-//! producer rate, warm-up, duration) plus the producer settings Sluice's
-//! client takes (acks, compression, linger, batch size, keys).
+//! producer rate, warm-up, duration, subscriptions) plus the producer
+//! settings Sluice's client takes (acks, compression, linger, batch size,
+//! keys).
+//!
+//! Consumers come in one of two shapes: with `subscriptions = 0` a static
+//! split of the partitions among `consumers` plain consumers (every message
+//! read once); with `subscriptions = N > 0`, N consumer groups of
+//! `consumers` members each, every group reading every message once (so N
+//! reads per message, see [`Workload::fanout`]).
 //!
 //! A workload comes from a TOML file (a path, or the name of a bundled
 //! file such as `max-rate-1kb`), then command-line flags override single
@@ -37,6 +44,8 @@ pub const MESSAGE_BYTES_MAX: usize = 1 << 20;
 pub const TOPICS_MAX: u32 = 10_000;
 pub const PARTITIONS_PER_TOPIC_MAX: u32 = 10_000;
 pub const CLIENTS_MAX: u32 = 1_024;
+/// Consumer groups per run; their members together stay within `CLIENTS_MAX`.
+pub const SUBSCRIPTIONS_MAX: u32 = 64;
 pub const DURATION_S_MAX: f64 = 7.0 * 24.0 * 3600.0;
 
 /// One benchmark run's description. Every field has a default, so a file
@@ -55,8 +64,13 @@ pub struct Workload {
     pub payload_file: Option<String>,
     /// Producer instances in all, split over the executors.
     pub producers: u32,
-    /// Consumer instances in all; the partitions are split among them.
+    /// With `subscriptions = 0`: consumer instances in all, the partitions
+    /// split statically among them. With subscriptions: members per
+    /// subscription (consumer group).
     pub consumers: u32,
+    /// Consumer groups (OMB's subscriptions), each reading every message of
+    /// every topic once; 0: no groups, the static split above.
+    pub subscriptions: u32,
     /// Messages per second over all producers; 0 = as fast as the bounded
     /// in-flight window allows (max-rate mode).
     pub producer_rate: f64,
@@ -79,7 +93,8 @@ pub struct Workload {
     /// "interval:MS", "bytes:N"); the broker default when absent.
     pub flush: Option<String>,
     /// Max-rate mode: producers pause while more than this many
-    /// acknowledged messages are not yet consumed, so the rate found is the
+    /// consumptions are due (acknowledged x [`fanout`](Workload::fanout) -
+    /// consumed, so over all subscriptions), so the rate found is the
     /// maximum *sustainable* one (consumers keep up). 0: 64 MiB worth of
     /// messages.
     pub backlog_max: u64,
@@ -95,6 +110,7 @@ impl Default for Workload {
             payload_file: None,
             producers: 2,
             consumers: 2,
+            subscriptions: 0,
             producer_rate: 10_000.0,
             warmup_s: 2.0,
             duration_s: 10.0,
@@ -119,6 +135,7 @@ pub struct Overrides {
     pub payload_file: Option<String>,
     pub producers: Option<u32>,
     pub consumers: Option<u32>,
+    pub subscriptions: Option<u32>,
     pub producer_rate: Option<f64>,
     pub warmup_s: Option<f64>,
     pub duration_s: Option<f64>,
@@ -175,6 +192,7 @@ impl Workload {
         }
         set(&mut self.producers, &o.producers);
         set(&mut self.consumers, &o.consumers);
+        set(&mut self.subscriptions, &o.subscriptions);
         set(&mut self.producer_rate, &o.producer_rate);
         set(&mut self.warmup_s, &o.warmup_s);
         set(&mut self.duration_s, &o.duration_s);
@@ -213,6 +231,22 @@ impl Workload {
         )?;
         range("producers", self.producers.into(), 1, CLIENTS_MAX.into())?;
         range("consumers", self.consumers.into(), 0, CLIENTS_MAX.into())?;
+        range("subscriptions", self.subscriptions.into(), 0, SUBSCRIPTIONS_MAX.into())?;
+        if self.subscriptions > 0 {
+            if self.consumers == 0 {
+                return Err(format!(
+                    "subscriptions = {} needs consumers >= 1 (consumers per subscription)",
+                    self.subscriptions
+                ));
+            }
+            let members = u64::from(self.subscriptions) * u64::from(self.consumers);
+            if members > u64::from(CLIENTS_MAX) {
+                return Err(format!(
+                    "subscriptions x consumers (members of all groups) must be <= {CLIENTS_MAX}, not {} x {} = {members}",
+                    self.subscriptions, self.consumers
+                ));
+            }
+        }
         range("inflight_max", self.inflight_max.into(), 1, 1 << 20)?;
         range("batch_bytes", self.batch_bytes as u64, 1, 64 << 20)?;
         range("linger_ms", self.linger_ms, 0, 60_000)?;
@@ -259,6 +293,24 @@ impl Workload {
 
     pub fn max_rate(&self) -> bool {
         self.producer_rate == 0.0
+    }
+
+    /// How many times each acknowledged message is consumed in a complete
+    /// run: once per subscription with groups, once with the static split,
+    /// never without consumers. Backlog and drain compare
+    /// `acknowledged x fanout` with the consumed count.
+    pub fn fanout(&self) -> u64 {
+        match (self.subscriptions, self.consumers) {
+            (0, 0) => 0,
+            (0, _) => 1,
+            (n, _) => n.into(),
+        }
+    }
+
+    /// Consumer instances in all: every group's members, or the static
+    /// consumers.
+    pub fn consumer_instances(&self) -> u32 {
+        self.consumers.saturating_mul(self.subscriptions.max(1))
     }
 
     /// The consumer backlog (messages) at which max-rate producers pause.
@@ -360,7 +412,57 @@ mod tests {
         assert!(bad(&|w| w.duration_s = 0.0));
         assert!(bad(&|w| w.flush = Some("sometimes".into())));
         assert!(Workload::default().validate().is_ok());
+        assert!(bad(&|w| w.subscriptions = SUBSCRIPTIONS_MAX + 1));
         assert!(Workload::load("/nonexistent/workload.toml").is_err());
+    }
+
+    #[test]
+    fn subscriptions_are_groups_of_consumers() {
+        let w = Workload::from_toml("subscriptions = 3\nconsumers = 4\n").unwrap();
+        w.validate().unwrap();
+        assert_eq!((w.subscriptions, w.fanout(), w.consumer_instances()), (3, 3, 12));
+        let d = Workload::default();
+        assert_eq!((d.subscriptions, d.fanout(), d.consumer_instances()), (0, 1, 2));
+        let none = Workload {
+            consumers: 0,
+            ..Workload::default()
+        };
+        none.validate().unwrap();
+        assert_eq!((none.fanout(), none.consumer_instances()), (0, 0));
+
+        let err = |f: &dyn Fn(&mut Workload)| {
+            let mut w = Workload::default();
+            f(&mut w);
+            w.validate().unwrap_err()
+        };
+        let e = err(&|w| {
+            w.subscriptions = 2;
+            w.consumers = 0;
+        });
+        assert!(e.contains("subscriptions = 2 needs consumers >= 1"), "{e}");
+        let e = err(&|w| {
+            w.subscriptions = 2;
+            w.consumers = CLIENTS_MAX / 2 + 1;
+        });
+        assert!(e.contains("subscriptions x consumers") && e.contains("= 1026"), "{e}");
+        let e = err(&|w| w.subscriptions = 65);
+        assert!(e.contains("subscriptions must be 0..=64, not 65"), "{e}");
+        let ok = Workload {
+            subscriptions: 2,
+            consumers: CLIENTS_MAX / 2,
+            ..Workload::default()
+        };
+        ok.validate().unwrap();
+
+        let mut w = Workload::default();
+        w.apply(&Overrides {
+            subscriptions: Some(2),
+            consumers: Some(3),
+            ..Overrides::default()
+        });
+        assert_eq!((w.subscriptions, w.consumers, w.fanout()), (2, 3, 2));
+        w.apply(&Overrides::default());
+        assert_eq!(w.subscriptions, 2);
     }
 
     #[test]

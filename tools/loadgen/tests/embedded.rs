@@ -1,5 +1,6 @@
 //! The load generator end to end: the real binary, its embedded broker, a
-//! tiny fixed-rate workload, and the JSON report it writes.
+//! tiny fixed-rate workload (static consumers, or consumer groups), and the
+//! JSON report it writes.
 use std::process::Command;
 
 fn run(args: &[&str], name: &str) -> serde_json::Value {
@@ -35,11 +36,15 @@ fn run(args: &[&str], name: &str) -> serde_json::Value {
     report
 }
 
-fn check(report: &serde_json::Value) {
-    let n = |v: &serde_json::Value| v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"));
+fn n(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// A clean run in which every message was consumed `fanout` times.
+fn check(report: &serde_json::Value, fanout: u64) {
     let produced = n(&report["messages_produced"]);
     assert!(produced > 0, "{report}");
-    assert_eq!(produced, n(&report["messages_consumed"]), "{report}");
+    assert_eq!(produced * fanout, n(&report["messages_consumed"]), "{report}");
     assert_eq!(produced, n(&report["messages_sent"]), "{report}");
     assert_eq!(n(&report["errors"]), 0, "{report}");
     assert!(report["produce"]["msgs_per_s"].as_f64().unwrap() > 0.0);
@@ -75,7 +80,7 @@ fn fixed_rate_run_against_the_embedded_broker() {
         ],
         "fixed",
     );
-    check(&report);
+    check(&report, 1);
     assert_eq!(report["mode"], "fixed-rate");
     assert_eq!(report["broker"], "embedded");
     assert_eq!(report["workload"]["message_size"], 256);
@@ -105,9 +110,45 @@ fn max_rate_keyed_run_from_a_bundled_workload() {
         ],
         "max",
     );
-    check(&report);
+    check(&report, 1);
     assert_eq!(report["mode"], "max-rate");
     assert_eq!(report["workload"]["name"], "max-rate-100b");
+}
+
+#[test]
+fn two_subscriptions_each_consume_every_message_once() {
+    let report = run(
+        &[
+            "--subscriptions",
+            "2",
+            "--consumers",
+            "2",
+            "--partitions",
+            "4",
+            "--rate",
+            "2000",
+            "--warmup",
+            "1",
+            "--duration",
+            "2",
+            "--message-size",
+            "128",
+            "--broker-shards",
+            "2",
+        ],
+        "groups",
+    );
+    check(&report, 2);
+    assert_eq!(report["workload"]["subscriptions"], 2);
+    assert_eq!(report["workload"]["consumers"], 2);
+    let produced = n(&report["messages_produced"]);
+    let by_subscription: Vec<u64> = report["messages_consumed_by_subscription"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no per-subscription counts: {report}"))
+        .iter()
+        .map(n)
+        .collect();
+    assert_eq!(by_subscription, [produced, produced], "{report}");
 }
 
 #[test]
@@ -123,4 +164,11 @@ fn bad_input_fails_cleanly() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-loadgen"))
+        .args(["--subscriptions", "2", "--consumers", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("subscriptions = 2 needs consumers >= 1"), "{stderr}");
 }
