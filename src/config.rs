@@ -22,6 +22,9 @@ pub struct ServeArgs {
     /// Native protocol listener shared by all shards (SO_REUSEPORT).
     #[arg(long)]
     pub native_addr: Option<SocketAddr>,
+    /// Kafka protocol listener shared by all shards (SO_REUSEPORT).
+    #[arg(long)]
+    pub kafka_addr: Option<SocketAddr>,
     /// Prometheus metrics endpoint.
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
@@ -43,6 +46,7 @@ pub struct ServeArgs {
 struct FileConfig {
     data_dir: Option<PathBuf>,
     native_addr: Option<SocketAddr>,
+    kafka_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
     shards: Option<usize>,
     shard_port_base: Option<u16>,
@@ -72,6 +76,9 @@ struct FileConfig {
 pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub native_addr: SocketAddr,
+    /// The Kafka protocol listener; its host and port are what Kafka
+    /// clients are told (Metadata, FindCoordinator).
+    pub kafka_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
     pub shards: usize,
     pub shard_port_base: u16,
@@ -116,6 +123,7 @@ impl Default for ServeConfig {
         ServeConfig {
             data_dir: PathBuf::from("./data"),
             native_addr: SocketAddr::from(([127, 0, 0, 1], 9192)),
+            kafka_addr: SocketAddr::from(([127, 0, 0, 1], 9092)),
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9644)),
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             shard_port_base: 9193,
@@ -174,6 +182,7 @@ impl ServeConfig {
             }
             take!(data_dir);
             take!(native_addr);
+            take!(kafka_addr);
             take!(metrics_addr);
             take!(shards);
             take!(frame_bytes_max);
@@ -209,6 +218,9 @@ impl ServeConfig {
         if let Some(v) = args.native_addr {
             cfg.native_addr = v;
         }
+        if let Some(v) = args.kafka_addr {
+            cfg.kafka_addr = v;
+        }
         if let Some(v) = args.metrics_addr {
             cfg.metrics_addr = v;
         }
@@ -235,6 +247,9 @@ impl ServeConfig {
         }
         if u32::from(self.shard_port_base) + self.shards as u32 > 65_536 {
             return Err("shard ports run past 65535".into());
+        }
+        if self.kafka_addr == self.native_addr {
+            return Err(format!("kafka_addr and native_addr are both {}", self.kafka_addr));
         }
         if self.frame_bytes_max < 1024 {
             return Err("frame_bytes_max must be at least 1024".into());

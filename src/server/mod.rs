@@ -1,10 +1,11 @@
 //! `sluice serve`: starts one pinned glommio executor per shard, joins them
 //! in the cross-shard mesh, opens each shard's partitions, and listens:
-//! every shard accepts on the shared native port (SO_REUSEPORT) and on its
-//! own shard port. SIGINT/SIGTERM stop accepting, let in-flight requests
+//! every shard accepts on the shared native port and on the Kafka port
+//! (both SO_REUSEPORT) and on its own shard port. SIGINT/SIGTERM stop accepting, let in-flight requests
 //! finish, flush and close every log.
 
 mod connection;
+mod kafka;
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -198,7 +199,9 @@ async fn shard_main(
     let shared = TcpListener::bind(cfg.native_addr).map_err(|e| format!("listening on {}: {e}", cfg.native_addr))?;
     let own_addr = std::net::SocketAddr::new(cfg.native_addr.ip(), cfg.shard_port(id));
     let own = TcpListener::bind(own_addr).map_err(|e| format!("listening on {own_addr}: {e}"))?;
-    let accepts = [shared, own].map(|l| glommio::spawn_local(accept_loop(shard.clone(), l)));
+    let kafka = TcpListener::bind(cfg.kafka_addr).map_err(|e| format!("kafka listener on {}: {e}", cfg.kafka_addr))?;
+    let accepts = [(shared, Wire::Native), (own, Wire::Native), (kafka, Wire::Kafka)]
+        .map(|(l, wire)| glommio::spawn_local(accept_loop(shard.clone(), l, wire)));
     glommio::spawn_local(retention_loop(shard.clone())).detach();
     if id == 0 {
         let listener = TcpListener::bind(cfg.metrics_addr)
@@ -208,6 +211,7 @@ async fn shard_main(
     if listening.fetch_add(1, Ordering::SeqCst) + 1 == cfg.shards {
         tracing::info!(
             native = %cfg.native_addr,
+            kafka = %cfg.kafka_addr,
             shard_ports = %format!("{}..={}", cfg.shard_port(0), cfg.shard_port(cfg.shards - 1)),
             data_dir = %cfg.data_dir.display(),
             shards = cfg.shards,
@@ -229,7 +233,14 @@ async fn shard_main(
     Ok(())
 }
 
-async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+/// Which protocol a listener speaks.
+#[derive(Debug, Clone, Copy)]
+enum Wire {
+    Native,
+    Kafka,
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, wire: Wire) {
     let max_conns = (shard.config.connections_max / shard.config.shards).max(1);
     let open = Rc::new(std::cell::Cell::new(0usize));
     loop {
@@ -244,7 +255,10 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                 shard.metrics.connections.fetch_add(1, Ordering::Relaxed);
                 let (shard, open, metrics) = (shard.clone(), open.clone(), shard.metrics.clone());
                 glommio::spawn_local(async move {
-                    connection::serve(shard, stream).await;
+                    match wire {
+                        Wire::Native => connection::serve(shard, stream).await,
+                        Wire::Kafka => kafka::serve(shard, stream).await,
+                    }
                     open.set(open.get() - 1);
                     metrics.connections.fetch_sub(1, Ordering::Relaxed);
                 })

@@ -16,8 +16,7 @@ use sluice::protocol::native;
 /// How long a broker may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `n + 1` consecutive free ports on 127.0.0.1 (native port, then one per
-/// shard), found by binding them.
+/// `n + 1` consecutive free ports on 127.0.0.1, found by binding them.
 fn free_ports(n: usize) -> u16 {
     for _ in 0..200 {
         let probe = TcpListener::bind("127.0.0.1:0").expect("bind probe");
@@ -53,8 +52,8 @@ impl Broker {
         let mut b = Broker {
             data_dir: tmp.path().join("data"),
             _tmp: Some(tmp),
-            // native port, one per shard, then the metrics port
-            port: free_ports(shards + 1),
+            // native port, one per shard, the metrics port, then the Kafka port
+            port: free_ports(shards + 2),
             shards,
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -69,6 +68,15 @@ impl Broker {
 
     pub fn metrics_addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port + self.shards as u16 + 1))
+    }
+
+    pub fn kafka_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port + self.shards as u16 + 2))
+    }
+
+    /// `host:port` of the Kafka listener, for Kafka clients.
+    pub fn kafka_bootstrap(&self) -> String {
+        self.kafka_addr().to_string()
     }
 
     /// The Prometheus text from `GET /metrics`.
@@ -108,6 +116,8 @@ impl Broker {
             .arg(self.shards.to_string())
             .arg("--metrics-addr")
             .arg(self.metrics_addr().to_string())
+            .arg("--kafka-addr")
+            .arg(self.kafka_addr().to_string())
             .args(&self.extra)
             .env(
                 "RUST_LOG",
@@ -121,7 +131,8 @@ impl Broker {
         self.wait_ready();
     }
 
-    /// Waits until every shard port and the shared port answer ApiVersions.
+    /// Waits until every shard port and the shared port answer ApiVersions
+    /// and the Kafka port accepts connections.
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         for port in std::iter::once(self.port).chain((1..=self.shards as u16).map(|i| self.port + i)) {
@@ -139,6 +150,10 @@ impl Broker {
                 assert!(Instant::now() < deadline, "broker did not start listening on {port}");
                 std::thread::sleep(Duration::from_millis(20));
             }
+        }
+        while TcpStream::connect(self.kafka_addr()).is_err() {
+            assert!(Instant::now() < deadline, "broker did not start its Kafka listener");
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

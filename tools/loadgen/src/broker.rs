@@ -47,7 +47,8 @@ impl EmbeddedBroker {
         let parent = parent.unwrap_or_else(std::env::temp_dir);
         let dir = parent.join(format!("sluice-loadgen-{:x}", seed & 0xffff_ffff_ffff));
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let base = free_port_run(shards + 2, seed)?;
+        // native, metrics, one per shard, Kafka
+        let base = free_port_run(shards + 3, seed)?;
         let exe = std::env::current_exe().map_err(|e| format!("finding this binary: {e}"))?;
         let child = Command::new(exe)
             .arg(CHILD_ARG)
@@ -182,6 +183,9 @@ pub fn child_main(args: &[String]) -> Result<(), String> {
         metrics_addr: SocketAddr::from(([127, 0, 0, 1], base + 1)),
         shards,
         shard_port_base: base + 2,
+        // After the shard ports: never Kafka's default 9092, which another
+        // broker (or run) on this host may hold.
+        kafka_addr: SocketAddr::from(([127, 0, 0, 1], base + 2 + shards as u16)),
         io_memory_bytes_max: IO_MEMORY_BYTES,
         group_initial_rebalance_delay_ms: GROUP_INITIAL_REBALANCE_DELAY_MS,
         ..sluice::config::ServeConfig::default()

@@ -1,0 +1,488 @@
+//! Header and version handling, decoding into the neutral model, and
+//! encoding of every answer at the edges of its advertised range.
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+use super::*;
+use crate::api::{Acks, Request, Response};
+
+fn node() -> Advertised {
+    Advertised {
+        node_id: 7,
+        host: "127.0.0.1".into(),
+        port: 9092,
+    }
+}
+
+/// A request frame (without the size prefix) as a client writes it.
+fn request<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Bytes {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("unit")));
+    let mut buf = BytesMut::new();
+    header
+        .encode(&mut buf, key.request_header_version(version))
+        .expect("header encodes");
+    body.encode(&mut buf, version).expect("body encodes");
+    buf.freeze()
+}
+
+/// Splits an answer frame into its correlation id and body, reading the
+/// response header at the version a client would.
+fn answer(frame: &Bytes, key: ApiKey, version: i16) -> (i32, Bytes) {
+    let mut buf = frame.clone();
+    let size = buf.get_i32();
+    assert_eq!(size as usize, buf.len(), "size prefix matches");
+    let header = ResponseHeader::decode(&mut buf, key.response_header_version(version)).expect("response header");
+    (header.correlation_id, buf)
+}
+
+fn reply(action: Action) -> Bytes {
+    match action {
+        Action::Reply(frame) => frame,
+        other => panic!("expected a reply, got {other:?}"),
+    }
+}
+
+#[test]
+fn api_versions_v3_flexible_request_gets_a_v0_response_header() {
+    let body = ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("unit"))
+        .with_client_software_version(StrBytes::from_static_str("1"));
+    let frame = request(ApiKey::ApiVersions, 3, 42, &body);
+    let (header, action) = decode_request(frame, &node()).expect("decodes");
+    assert_eq!(
+        (header.api_key, header.version, header.correlation_id),
+        (ApiKey::ApiVersions, 3, 42)
+    );
+    assert_eq!(header.client_id, "unit");
+    let frame = reply(action);
+    // Header v0: size, correlation id, then the body at once (no tagged fields).
+    assert_eq!(ApiKey::ApiVersions.response_header_version(3), 0);
+    let (cid, mut body) = answer(&frame, ApiKey::ApiVersions, 3);
+    assert_eq!(cid, 42);
+    let resp = ApiVersionsResponse::decode(&mut body, 3).expect("body");
+    assert_eq!(resp.error_code, 0);
+    assert_eq!(resp.api_keys.len(), SUPPORTED.len());
+    let produce = resp
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::Produce as i16)
+        .expect("produce listed");
+    assert_eq!((produce.min_version, produce.max_version), (3, 9));
+}
+
+#[test]
+fn api_versions_above_ours_gets_unsupported_version_at_v0() {
+    let frame = request(ApiKey::ApiVersions, 4, 5, &ApiVersionsRequest::default());
+    let (_, action) = decode_request(frame, &node()).expect("decodes");
+    let (cid, mut body) = answer(&reply(action), ApiKey::ApiVersions, 0);
+    assert_eq!(cid, 5);
+    let resp = ApiVersionsResponse::decode(&mut body, 0).expect("v0 body");
+    assert_eq!(resp.error_code, ErrorCode::UnsupportedVersion.code());
+    assert!(!resp.api_keys.is_empty(), "the client learns what we serve");
+}
+
+#[test]
+fn unsupported_api_gets_unsupported_version() {
+    let frame = request(ApiKey::InitProducerId, 4, 9, &InitProducerIdRequest::default());
+    let (header, action) = decode_request(frame, &node()).expect("decodes");
+    assert_eq!(header.api_key, ApiKey::InitProducerId);
+    let (cid, mut body) = answer(&reply(action), ApiKey::InitProducerId, 4);
+    assert_eq!(cid, 9);
+    let resp = InitProducerIdResponse::decode(&mut body, 4).expect("body");
+    assert_eq!(resp.error_code, ErrorCode::UnsupportedVersion.code());
+}
+
+#[test]
+fn supported_api_at_an_unsupported_version_is_answered() {
+    let frame = request(ApiKey::Heartbeat, 4, 3, &HeartbeatRequest::default());
+    assert!(matches!(decode_request(frame, &node()), Ok((_, Action::Broker(_)))));
+    // JoinGroup is served up to v9; the codec knows no v10, so pick an API
+    // whose served range stops below the codec's: Fetch v13+.
+    let frame = request(ApiKey::Fetch, 13, 4, &FetchRequest::default());
+    let (_, action) = decode_request(frame, &node()).expect("decodes");
+    let (cid, mut body) = answer(&reply(action), ApiKey::Fetch, 13);
+    assert_eq!(cid, 4);
+    let resp = FetchResponse::decode(&mut body, 13).expect("body");
+    assert_eq!(resp.error_code, ErrorCode::UnsupportedVersion.code());
+}
+
+#[test]
+fn bad_headers_are_errors_and_bad_bodies_get_answers() {
+    assert!(matches!(
+        decode_request(Bytes::from_static(&[0, 3, 0]), &node()),
+        Err(KafkaError::HeaderTruncated(3))
+    ));
+    assert!(matches!(
+        decode_request(Bytes::from_static(&[0x7f, 0, 0, 1, 0, 0, 0, 1, 0, 0]), &node()),
+        Err(KafkaError::UnknownApiKey(0x7f00))
+    ));
+    assert!(matches!(
+        frame_len((-1i32).to_be_bytes(), 1 << 20),
+        Err(KafkaError::NegativeSize(-1))
+    ));
+    assert!(matches!(
+        frame_len((2i32 << 20).to_be_bytes(), 1 << 20),
+        Err(KafkaError::FrameTooLarge { .. })
+    ));
+    assert_eq!(frame_len(100i32.to_be_bytes(), 1 << 20).expect("fits"), 100);
+    // A Heartbeat v0 header followed by a body cut short.
+    let mut frame = request(ApiKey::Heartbeat, 0, 11, &HeartbeatRequest::default()).to_vec();
+    frame.truncate(frame.len() - 3);
+    let (_, action) = decode_request(Bytes::from(frame), &node()).expect("header parses");
+    let (cid, mut body) = answer(&reply(action), ApiKey::Heartbeat, 0);
+    assert_eq!(cid, 11);
+    let resp = HeartbeatResponse::decode(&mut body, 0).expect("body");
+    assert_eq!(resp.error_code, ErrorCode::InvalidRequest.code());
+}
+
+#[test]
+fn produce_records_are_slices_of_the_frame() {
+    let records = Bytes::from_static(b"pretend these are record batches");
+    let body = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(2)
+                .with_records(Some(records.clone()))])]);
+    for version in [3, 9] {
+        let frame = request(ApiKey::Produce, version, 1, &body);
+        let range = frame.as_ptr_range();
+        let (_, action) = decode_request(frame.clone(), &node()).expect("decodes");
+        let Action::Broker(Request::Produce { acks, topics, .. }) = action else {
+            panic!("not a produce: {action:?}");
+        };
+        assert_eq!(acks, Acks::All);
+        let p = &topics[0].partitions[0];
+        assert_eq!((topics[0].name.as_str(), p.partition), ("t", 2));
+        assert_eq!(p.records, records);
+        assert!(range.contains(&p.records.as_ptr()), "no copy");
+    }
+    let bad_acks = body.with_acks(2);
+    let (_, action) = decode_request(request(ApiKey::Produce, 9, 1, &bad_acks), &node()).expect("decodes");
+    let (_, mut body) = answer(&reply(action), ApiKey::Produce, 9);
+    let resp = ProduceResponse::decode(&mut body, 9).expect("body");
+    assert_eq!(
+        resp.responses[0].partition_responses[0].error_code,
+        ErrorCode::InvalidRequest.code()
+    );
+}
+
+#[test]
+fn metadata_request_maps_null_and_named_topics() {
+    let all = MetadataRequest::default().with_topics(None);
+    let (_, action) = decode_request(request(ApiKey::Metadata, 12, 1, &all), &node()).expect("decodes");
+    assert_eq!(action, Action::Broker(Request::Metadata { topics: None }));
+    let named = MetadataRequest::default()
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("a"))))]));
+    let (_, action) = decode_request(request(ApiKey::Metadata, 1, 1, &named), &node()).expect("decodes");
+    assert_eq!(
+        action,
+        Action::Broker(Request::Metadata {
+            topics: Some(vec!["a".into()])
+        })
+    );
+}
+
+/// One answer of every kind the broker gives, with the fields that vary
+/// by version filled in.
+fn answers() -> Vec<(ApiKey, Response)> {
+    use crate::api::{
+        CoordinatorInfo, DescribedGroup, DescribedMember, FetchPartitionResponse, FetchTopicResponse, GroupResult,
+        JoinGroupMember, JoinGroupResponse, LeaveGroupResponse, LeftMember, ListOffsetsPartitionResponse,
+        ListOffsetsTopicResponse, ListedGroup, OffsetCommitTopicResponse, OffsetFetchPartitionResponse,
+        OffsetFetchTopicResponse, PartitionError, PartitionInfo, ProducePartitionResponse, ProduceTopicResponse,
+        SyncGroupResponse, TopicConfig, TopicInfo, TopicResult,
+    };
+    let member = JoinGroupMember {
+        member_id: "m".into(),
+        group_instance_id: Some("static".into()),
+        metadata: Bytes::from_static(b"meta"),
+    };
+    vec![
+        (
+            ApiKey::Produce,
+            Response::Produce {
+                topics: vec![ProduceTopicResponse {
+                    name: "t".into(),
+                    partitions: vec![ProducePartitionResponse {
+                        partition: 0,
+                        error: ErrorCode::None,
+                        base_offset: 10,
+                        log_start_offset: 0,
+                    }],
+                }],
+            },
+        ),
+        (
+            ApiKey::Fetch,
+            Response::Fetch {
+                topics: vec![FetchTopicResponse {
+                    name: "t".into(),
+                    partitions: vec![FetchPartitionResponse {
+                        partition: 0,
+                        error: ErrorCode::None,
+                        high_watermark: 5,
+                        log_start_offset: 0,
+                        records: vec![Bytes::from_static(b"one"), Bytes::from_static(b"two")],
+                    }],
+                }],
+            },
+        ),
+        (
+            ApiKey::ListOffsets,
+            Response::ListOffsets {
+                topics: vec![ListOffsetsTopicResponse {
+                    name: "t".into(),
+                    partitions: vec![ListOffsetsPartitionResponse {
+                        partition: 0,
+                        error: ErrorCode::None,
+                        offset: 3,
+                    }],
+                }],
+            },
+        ),
+        (
+            ApiKey::Metadata,
+            Response::Metadata {
+                brokers: vec![],
+                topics: vec![TopicInfo {
+                    name: "t".into(),
+                    error: ErrorCode::None,
+                    partitions: vec![PartitionInfo {
+                        partition: 0,
+                        error: ErrorCode::None,
+                        leader: 7,
+                        shard: 0,
+                        shard_port: 1,
+                        log_start_offset: 0,
+                        high_watermark: 0,
+                    }],
+                    config: TopicConfig::default(),
+                }],
+            },
+        ),
+        (
+            ApiKey::CreateTopics,
+            Response::CreateTopics {
+                topics: vec![TopicResult {
+                    name: "t".into(),
+                    error: ErrorCode::TopicAlreadyExists,
+                    message: "exists".into(),
+                }],
+            },
+        ),
+        (
+            ApiKey::DeleteTopics,
+            Response::DeleteTopics {
+                topics: vec![TopicResult {
+                    name: "t".into(),
+                    error: ErrorCode::None,
+                    message: String::new(),
+                }],
+            },
+        ),
+        (
+            ApiKey::FindCoordinator,
+            Response::FindCoordinator(CoordinatorInfo {
+                error: ErrorCode::None,
+                node_id: 7,
+                host: "native-host".into(),
+                port: 1,
+                shard: 0,
+                shard_port: 2,
+            }),
+        ),
+        (
+            ApiKey::JoinGroup,
+            Response::JoinGroup(JoinGroupResponse {
+                error: ErrorCode::None,
+                generation_id: 1,
+                protocol_type: Some("consumer".into()),
+                protocol_name: None,
+                leader: "m".into(),
+                member_id: "m".into(),
+                members: vec![member],
+            }),
+        ),
+        (
+            ApiKey::SyncGroup,
+            Response::SyncGroup(SyncGroupResponse {
+                error: ErrorCode::None,
+                protocol_type: Some("consumer".into()),
+                protocol_name: Some("range".into()),
+                assignment: Bytes::from_static(b"a"),
+            }),
+        ),
+        (ApiKey::Heartbeat, Response::Heartbeat { error: ErrorCode::None }),
+        (
+            ApiKey::LeaveGroup,
+            Response::LeaveGroup(LeaveGroupResponse {
+                error: ErrorCode::None,
+                members: vec![LeftMember {
+                    member_id: "m".into(),
+                    group_instance_id: Some("static".into()),
+                    error: ErrorCode::UnknownMemberId,
+                }],
+            }),
+        ),
+        (
+            ApiKey::OffsetCommit,
+            Response::OffsetCommit {
+                topics: vec![OffsetCommitTopicResponse {
+                    name: "t".into(),
+                    partitions: vec![PartitionError {
+                        partition: 0,
+                        error: ErrorCode::None,
+                    }],
+                }],
+            },
+        ),
+        (
+            ApiKey::OffsetFetch,
+            Response::OffsetFetch {
+                error: ErrorCode::None,
+                topics: vec![OffsetFetchTopicResponse {
+                    name: "t".into(),
+                    partitions: vec![OffsetFetchPartitionResponse {
+                        partition: 0,
+                        offset: 4,
+                        leader_epoch: 2,
+                        metadata: None,
+                        error: ErrorCode::None,
+                    }],
+                }],
+            },
+        ),
+        (
+            ApiKey::ListGroups,
+            Response::ListGroups {
+                error: ErrorCode::None,
+                groups: vec![ListedGroup {
+                    group_id: "g".into(),
+                    protocol_type: "consumer".into(),
+                    state: "Stable".into(),
+                }],
+            },
+        ),
+        (
+            ApiKey::DescribeGroups,
+            Response::DescribeGroups {
+                groups: vec![DescribedGroup {
+                    group_id: "g".into(),
+                    error: ErrorCode::None,
+                    state: "Stable".into(),
+                    protocol_type: "consumer".into(),
+                    protocol_name: "range".into(),
+                    members: vec![DescribedMember {
+                        member_id: "m".into(),
+                        group_instance_id: Some("static".into()),
+                        client_id: "c".into(),
+                        client_host: "/127.0.0.1".into(),
+                        metadata: Bytes::new(),
+                        assignment: Bytes::new(),
+                    }],
+                }],
+            },
+        ),
+        (
+            ApiKey::DeleteGroups,
+            Response::DeleteGroups {
+                groups: vec![GroupResult {
+                    group_id: "g".into(),
+                    error: ErrorCode::None,
+                }],
+            },
+        ),
+    ]
+}
+
+/// Decodes an answer body as a client would, at `version`.
+fn decodes(key: ApiKey, version: i16, body: &mut Bytes) -> bool {
+    macro_rules! ok {
+        ($ty:ty) => {
+            <$ty>::decode(body, version).is_ok()
+        };
+    }
+    match key {
+        ApiKey::Produce => ok!(ProduceResponse),
+        ApiKey::Fetch => ok!(FetchResponse),
+        ApiKey::ListOffsets => ok!(ListOffsetsResponse),
+        ApiKey::Metadata => ok!(MetadataResponse),
+        ApiKey::CreateTopics => ok!(CreateTopicsResponse),
+        ApiKey::DeleteTopics => ok!(DeleteTopicsResponse),
+        ApiKey::FindCoordinator => ok!(FindCoordinatorResponse),
+        ApiKey::JoinGroup => ok!(JoinGroupResponse),
+        ApiKey::SyncGroup => ok!(SyncGroupResponse),
+        ApiKey::Heartbeat => ok!(HeartbeatResponse),
+        ApiKey::LeaveGroup => ok!(LeaveGroupResponse),
+        ApiKey::OffsetCommit => ok!(OffsetCommitResponse),
+        ApiKey::OffsetFetch => ok!(OffsetFetchResponse),
+        ApiKey::ListGroups => ok!(ListGroupsResponse),
+        ApiKey::DescribeGroups => ok!(DescribeGroupsResponse),
+        ApiKey::DeleteGroups => ok!(DeleteGroupsResponse),
+        other => panic!("no decoder for {other:?}"),
+    }
+}
+
+#[test]
+fn every_answer_encodes_at_every_advertised_version() {
+    for (key, resp) in answers() {
+        let range = versions::range_of(key).expect("served");
+        for version in range {
+            let header = Header {
+                api_key: key,
+                version,
+                correlation_id: 77,
+                client_id: String::new(),
+            };
+            let frame = try_encode_response(&header, &node(), resp.clone())
+                .unwrap_or_else(|e| panic!("{key:?} v{version} encodes: {e}"));
+            let (cid, mut body) = answer(&frame, key, version);
+            assert_eq!(cid, 77, "{key:?} v{version}");
+            assert!(decodes(key, version, &mut body), "{key:?} v{version} decodes");
+            assert!(!body.has_remaining(), "{key:?} v{version}: nothing left over");
+        }
+    }
+}
+
+#[test]
+fn fetch_answer_carries_the_batches_and_coordinator_the_kafka_port() {
+    let answers = answers();
+    let (_, fetch) = answers.iter().find(|(k, _)| *k == ApiKey::Fetch).expect("fetch");
+    let header = Header {
+        api_key: ApiKey::Fetch,
+        version: 12,
+        correlation_id: 1,
+        client_id: String::new(),
+    };
+    let (_, mut body) = answer(&encode_response(&header, &node(), fetch.clone()), ApiKey::Fetch, 12);
+    let resp = FetchResponse::decode(&mut body, 12).expect("body");
+    assert_eq!(resp.session_id, 0);
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(p.records.as_deref(), Some(&b"onetwo"[..]));
+    assert_eq!((p.high_watermark, p.last_stable_offset), (5, 5));
+
+    let (_, coordinator) = answers
+        .iter()
+        .find(|(k, _)| *k == ApiKey::FindCoordinator)
+        .expect("coordinator");
+    let header = Header {
+        api_key: ApiKey::FindCoordinator,
+        version: 3,
+        ..header
+    };
+    let frame = encode_response(&header, &node(), coordinator.clone());
+    let (_, mut body) = answer(&frame, ApiKey::FindCoordinator, 3);
+    let resp = FindCoordinatorResponse::decode(&mut body, 3).expect("body");
+    assert_eq!((resp.node_id.0, resp.host.as_str(), resp.port), (7, "127.0.0.1", 9092));
+}
