@@ -134,10 +134,11 @@ pub enum ApiKey {
     ListGroups = 14,
     DescribeGroups = 15,
     DeleteGroups = 16,
+    CreatePartitions = 17,
 }
 
 impl ApiKey {
-    pub const ALL: [ApiKey; 17] = [
+    pub const ALL: [ApiKey; 18] = [
         ApiKey::ApiVersions,
         ApiKey::Metadata,
         ApiKey::CreateTopics,
@@ -155,6 +156,7 @@ impl ApiKey {
         ApiKey::ListGroups,
         ApiKey::DescribeGroups,
         ApiKey::DeleteGroups,
+        ApiKey::CreatePartitions,
     ];
 
     pub fn from_u16(v: u16) -> Option<ApiKey> {
@@ -420,6 +422,20 @@ pub enum Request {
     DeleteGroups {
         groups: Vec<String>,
     },
+    /// Grows topics to a new total partition count; existing partitions
+    /// stay where they are. `validate_only` checks without changing anything.
+    CreatePartitions {
+        topics: Vec<NewPartitions>,
+        validate_only: bool,
+    },
+}
+
+/// A topic to grow in CreatePartitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPartitions {
+    pub name: String,
+    /// The new total number of partitions (not the number to add).
+    pub count: u32,
 }
 
 impl Request {
@@ -442,6 +458,7 @@ impl Request {
             Request::ListGroups { .. } => ApiKey::ListGroups,
             Request::DescribeGroups { .. } => ApiKey::DescribeGroups,
             Request::DeleteGroups { .. } => ApiKey::DeleteGroups,
+            Request::CreatePartitions { .. } => ApiKey::CreatePartitions,
         }
     }
 }
@@ -706,6 +723,9 @@ pub enum Response {
     },
     DeleteGroups {
         groups: Vec<GroupResult>,
+    },
+    CreatePartitions {
+        topics: Vec<TopicResult>,
     },
     Error {
         error: ErrorCode,

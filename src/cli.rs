@@ -145,6 +145,17 @@ pub enum TopicCommand {
         /// The topic's name.
         name: String,
     },
+    /// Grow a topic to a larger number of partitions; existing partitions
+    /// keep their data (keyed records may map to other partitions after).
+    AddPartitions {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// The topic's name.
+        name: String,
+        /// The new total number of partitions (not the number to add).
+        #[arg(long)]
+        partitions: u32,
+    },
 }
 
 /// `sluice produce`
@@ -391,6 +402,15 @@ async fn topic(cmd: TopicCommand) -> Result<(), Failure> {
             client.delete_topic(&name).await?;
             println!("deleted topic {name}");
         }
+        TopicCommand::AddPartitions {
+            connect: c,
+            name,
+            partitions,
+        } => {
+            let client = connect(&c).await?;
+            client.create_partitions(&name, partitions).await?;
+            println!("topic {name} now has {partitions} partition(s)");
+        }
     }
     Ok(())
 }
@@ -407,14 +427,17 @@ async fn group(cmd: GroupCommand) -> Result<(), Failure> {
             let client = connect(&c).await?;
             let described = client.describe_group(&group).await?;
             let committed = client.group_offsets(&group).await?;
+            // Every partition committed or assigned, with its log end.
+            let mut partitions: std::collections::BTreeSet<(String, u32)> =
+                committed.iter().map(|(t, p, ..)| (t.clone(), *p)).collect();
+            partitions.extend(assigned(&described).into_iter().map(|(tp, _)| tp));
             let mut ends = Vec::new();
-            let mut topics: Vec<&str> = committed.iter().map(|(t, ..)| t.as_str()).collect();
-            topics.dedup();
+            let topics: std::collections::BTreeSet<&str> = partitions.iter().map(|(t, _)| t.as_str()).collect();
             for topic in topics {
-                let parts: Vec<(u32, OffsetSpec)> = committed
+                let parts: Vec<(u32, OffsetSpec)> = partitions
                     .iter()
-                    .filter(|(t, ..)| t == topic)
-                    .map(|(_, p, ..)| (*p, OffsetSpec::Latest))
+                    .filter(|(t, _)| t == topic)
+                    .map(|(_, p)| (*p, OffsetSpec::Latest))
                     .collect();
                 for (p, end) in client.list_offsets(topic, &parts).await? {
                     ends.push((topic.to_string(), p, end.ok()));
@@ -465,14 +488,31 @@ async fn group(cmd: GroupCommand) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Each member's assigned partitions: ((topic, partition), member id).
+fn assigned(g: &crate::api::DescribedGroup) -> Vec<((String, u32), String)> {
+    use crate::group::consumer_protocol::Assignment;
+    let mut owner = Vec::new();
+    for m in &g.members {
+        let assignment = Assignment::decode(&m.assignment)
+            .map(|a| a.partitions)
+            .unwrap_or_default();
+        for (t, ps) in assignment {
+            for p in ps {
+                owner.push(((t.clone(), p as u32), m.member_id.clone()));
+            }
+        }
+    }
+    owner
+}
+
 /// The text `group describe` prints: the group, its members and what each
-/// was assigned, then per committed partition the offset, log end and lag.
+/// was assigned, then per partition (committed or assigned; `ends` lists
+/// them with their log ends) the committed offset, log end, lag and owner.
 pub fn describe_group(
     g: &crate::api::DescribedGroup,
     committed: &[(String, u32, i64, Option<String>)],
     ends: &[(String, u32, Option<i64>)],
 ) -> String {
-    use crate::group::consumer_protocol::Assignment;
     use std::fmt::Write as _;
     let mut out = format!(
         "group: {}\nstate: {}\nprotocol: {} {}\nmembers: {}\n",
@@ -482,14 +522,12 @@ pub fn describe_group(
         g.protocol_name,
         g.members.len()
     );
-    let mut owner: Vec<((String, u32), String)> = Vec::new();
+    let owner = assigned(g);
     for m in &g.members {
-        let assigned = Assignment::decode(&m.assignment)
-            .map(|a| a.partitions)
-            .unwrap_or_default();
-        let list: Vec<String> = assigned
+        let list: Vec<String> = owner
             .iter()
-            .flat_map(|(t, ps)| ps.iter().map(move |p| format!("{t}-{p}")))
+            .filter(|(_, id)| *id == m.member_id)
+            .map(|((t, p), _)| format!("{t}-{p}"))
             .collect();
         let _ = writeln!(
             out,
@@ -499,24 +537,28 @@ pub fn describe_group(
             m.client_host,
             list.join(",")
         );
-        for (t, ps) in assigned {
-            for p in ps {
-                owner.push(((t.clone(), p as u32), m.member_id.clone()));
-            }
-        }
     }
     let _ = writeln!(out, "TOPIC\tPARTITION\tCOMMITTED\tLOG-END\tLAG\tMEMBER");
-    for (t, p, offset, _) in committed {
-        let end = ends.iter().find(|(et, ep, _)| et == t && ep == p).and_then(|e| e.2);
-        let (end_s, lag_s) = match end {
-            Some(e) => (e.to_string(), (e - offset).max(0).to_string()),
-            None => ("-".to_string(), "-".to_string()),
+    let mut rows: Vec<&(String, u32, Option<i64>)> = ends.iter().collect();
+    rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    for (t, p, end) in rows {
+        let offset = committed.iter().find(|(ct, cp, ..)| ct == t && cp == p).map(|c| c.2);
+        let show = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+        let lag = match (offset, end) {
+            (Some(o), Some(e)) => Some((e - o).max(0)),
+            _ => None,
         };
         let member = owner
             .iter()
             .find(|((ot, op), _)| ot == t && op == p)
             .map_or("-", |(_, m)| m.as_str());
-        let _ = writeln!(out, "{t}\t{p}\t{offset}\t{end_s}\t{lag_s}\t{member}");
+        let _ = writeln!(
+            out,
+            "{t}\t{p}\t{}\t{}\t{}\t{member}",
+            show(offset),
+            show(*end),
+            show(lag)
+        );
     }
     out
 }
@@ -863,6 +905,22 @@ mod tests {
         assert_eq!(c.retention_ms, Some(1000));
         assert_eq!(c.flush, Some(FlushConfig::IntervalMs(50)));
         assert_eq!(format_topic_config(&c), "retention.ms=1000 flush=interval:50");
+    }
+
+    #[test]
+    fn topic_add_partitions_parses() {
+        let cmd = parse(&["topic", "add-partitions", "orders", "--partitions", "12"]).unwrap();
+        let ClientCommand::Topic(TopicArgs {
+            command: TopicCommand::AddPartitions { name, partitions, .. },
+        }) = cmd
+        else {
+            panic!("{cmd:?}")
+        };
+        assert_eq!((name.as_str(), partitions), ("orders", 12));
+        assert!(
+            parse(&["topic", "add-partitions", "orders"]).is_err(),
+            "--partitions is required"
+        );
     }
 
     #[test]

@@ -146,6 +146,23 @@ fn requests() -> Vec<Request> {
             names: vec!["orders".into(), "ünïcødé-topic".into()],
         },
         Request::DeleteTopics { names: vec![] },
+        Request::CreatePartitions {
+            topics: vec![
+                NewPartitions {
+                    name: "orders".into(),
+                    count: 12,
+                },
+                NewPartitions {
+                    name: "ünïcødé-topic".into(),
+                    count: 0,
+                },
+            ],
+            validate_only: true,
+        },
+        Request::CreatePartitions {
+            topics: vec![],
+            validate_only: false,
+        },
         produce_request(),
         Request::Produce {
             acks: Acks::None,
@@ -300,6 +317,21 @@ fn responses() -> Vec<(ApiKey, Response)> {
                 topics: vec![result("x", ErrorCode::StorageError, "disk")],
             },
         ),
+        (
+            ApiKey::CreatePartitions,
+            Response::CreatePartitions {
+                topics: vec![
+                    result("orders", ErrorCode::None, ""),
+                    result(
+                        "x",
+                        ErrorCode::InvalidPartitions,
+                        "topic x has 4 partitions; the new count 2 must be larger",
+                    ),
+                    result("gone", ErrorCode::UnknownTopicOrPartition, "no topic gone"),
+                ],
+            },
+        ),
+        (ApiKey::CreatePartitions, Response::CreatePartitions { topics: vec![] }),
         (
             ApiKey::Produce,
             Response::Produce {

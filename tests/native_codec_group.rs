@@ -381,6 +381,7 @@ fn answered_api(resp: &Response) -> ApiKey {
         Response::ListGroups { .. } => ApiKey::ListGroups,
         Response::DescribeGroups { .. } => ApiKey::DescribeGroups,
         Response::DeleteGroups { .. } => ApiKey::DeleteGroups,
+        Response::CreatePartitions { .. } => ApiKey::CreatePartitions,
         Response::Error { .. } => unreachable!("Error answers any api"),
     }
 }

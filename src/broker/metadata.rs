@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{FlushConfig, TopicConfig};
+use crate::api::{ErrorCode, FlushConfig, TopicConfig};
 
 const MAGIC: u32 = 0x534c_4d44; // "SLMD"
 const VERSION: u16 = 1;
@@ -126,6 +126,39 @@ impl Metadata {
                 shard as u32
             })
             .collect()
+    }
+
+    /// `name` grown to `total` partitions: the existing ones keep their
+    /// shards, only the new ones are placed (evenly, as `place` does).
+    /// Errors: no such topic, or `total` not above the current count or
+    /// above `PARTITIONS_MAX`.
+    pub fn grow(&self, name: &str, total: u32, shards: usize) -> Result<TopicMeta, (ErrorCode, String)> {
+        let Some(topic) = self.topic(name) else {
+            return Err((ErrorCode::UnknownTopicOrPartition, format!("no topic {name}")));
+        };
+        let current = topic.shards.len();
+        if total as usize <= current {
+            return Err((
+                ErrorCode::InvalidPartitions,
+                format!("topic {name} has {current} partitions; the new count {total} must be larger"),
+            ));
+        }
+        if total > PARTITIONS_MAX {
+            return Err((
+                ErrorCode::InvalidPartitions,
+                format!("partitions must be at most {PARTITIONS_MAX}, not {total}"),
+            ));
+        }
+        let added = total - current as u32;
+        let mut grown = topic.clone();
+        grown.shards.extend(self.place(added, shards));
+        assert_eq!(grown.shards.len(), total as usize);
+        assert_eq!(
+            grown.shards[..current],
+            topic.shards[..],
+            "existing placement is unchanged"
+        );
+        Ok(grown)
     }
 }
 
@@ -301,6 +334,29 @@ mod tests {
         let m = sample();
         assert_eq!(m.topic("a.b-c_d").map(|t| t.shards.clone()), Some(vec![0, 1, 0, 1, 0]));
         assert_eq!(m.place(3, 2), vec![1, 0, 1]);
+    }
+
+    #[test]
+    fn growing_keeps_placement_and_checks_counts() {
+        let m = sample();
+        let grown = m.grow("a.b-c_d", 8, 2).expect("grows");
+        // Shard 0 holds 3 of the 5, shard 1 holds 2: the new ones even it out.
+        assert_eq!(grown.shards, vec![0, 1, 0, 1, 0, 1, 0, 1]);
+        assert_eq!(
+            grown.config,
+            m.topic("a.b-c_d").map(|t| t.config.clone()).unwrap_or_default()
+        );
+        for (total, error) in [
+            (5, ErrorCode::InvalidPartitions),
+            (3, ErrorCode::InvalidPartitions),
+            (PARTITIONS_MAX + 1, ErrorCode::InvalidPartitions),
+        ] {
+            assert_eq!(m.grow("a.b-c_d", total, 2).map_err(|e| e.0), Err(error), "{total}");
+        }
+        assert_eq!(
+            m.grow("nope", 9, 2).map_err(|e| e.0),
+            Err(ErrorCode::UnknownTopicOrPartition)
+        );
     }
 
     #[test]

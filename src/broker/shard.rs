@@ -82,6 +82,11 @@ pub enum ShardMsg {
         names: Vec<String>,
         reply: Reply<Vec<TopicResult>>,
     },
+    CreatePartitions {
+        topics: Vec<NewPartitions>,
+        validate_only: bool,
+        reply: Reply<Vec<TopicResult>>,
+    },
     /// A request for a group this shard coordinates.
     Group {
         req: Request,
@@ -312,6 +317,13 @@ impl Shard {
             ShardMsg::DeleteTopics { names, reply } => {
                 let _ = reply.send(self.delete_topics(names).await);
             }
+            ShardMsg::CreatePartitions {
+                topics,
+                validate_only,
+                reply,
+            } => {
+                let _ = reply.send(self.create_partitions(topics, validate_only).await);
+            }
             ShardMsg::Group { req, client, reply } => {
                 let _ = reply.send(self.group_request(req, client).await);
             }
@@ -343,6 +355,20 @@ impl Shard {
                         .unwrap_or_default()
                 };
                 Response::DeleteTopics { topics }
+            }
+            Request::CreatePartitions { topics, validate_only } => {
+                let topics = if self.id == 0 {
+                    self.create_partitions(topics, validate_only).await
+                } else {
+                    self.call(0, |reply| ShardMsg::CreatePartitions {
+                        topics,
+                        validate_only,
+                        reply,
+                    })
+                    .await
+                    .unwrap_or_default()
+                };
+                Response::CreatePartitions { topics }
             }
             Request::Produce { acks, topics, .. } => self.produce(acks, topics).await,
             Request::Fetch {
@@ -761,28 +787,77 @@ impl Shard {
                 results.push(fail(ErrorCode::StorageError, m));
                 continue;
             }
-            let topic = Arc::new(topic);
-            let mut error = None;
-            for shard in 0..self.config.shards as u32 {
-                let opened = if shard as usize == self.id {
-                    self.open_topic(&topic).await
-                } else {
-                    let t = topic.clone();
-                    self.call(shard, |reply| ShardMsg::Open { topic: t, reply })
-                        .await
-                        .unwrap_or(Err(format!("shard {shard} did not answer")))
-                };
-                if let Err(m) = opened {
-                    error = Some(m);
-                }
-            }
-            results.push(match error {
-                None => TopicResult {
+            results.push(match self.open_everywhere(Arc::new(topic)).await {
+                Ok(()) => TopicResult {
                     name: nt.name.clone(),
                     error: ErrorCode::None,
                     message: String::new(),
                 },
-                Some(m) => fail(ErrorCode::StorageError, m),
+                Err(m) => fail(ErrorCode::StorageError, m),
+            });
+        }
+        results
+    }
+
+    /// Has every shard open its partitions of `topic` that it has not
+    /// opened yet; the last error, if any shard failed.
+    async fn open_everywhere(&self, topic: Arc<TopicMeta>) -> Result<(), String> {
+        let mut error = None;
+        for shard in 0..self.config.shards as u32 {
+            let opened = if shard as usize == self.id {
+                self.open_topic(&topic).await
+            } else {
+                let t = topic.clone();
+                self.call(shard, |reply| ShardMsg::Open { topic: t, reply })
+                    .await
+                    .unwrap_or(Err(format!("shard {shard} did not answer")))
+            };
+            if let Err(m) = opened {
+                error = Some(m);
+            }
+        }
+        error.map_or(Ok(()), Err)
+    }
+
+    /// Controller (shard 0): grows topics. Validates, places only the new
+    /// partitions, persists, then has every shard open its new partitions.
+    /// `__consumer_offsets` is refused: group placement hashes over its
+    /// partition count.
+    async fn create_partitions(self: &Rc<Self>, topics: Vec<NewPartitions>, validate_only: bool) -> Vec<TopicResult> {
+        debug_assert_eq!(self.id, 0, "only the controller changes metadata");
+        let mut results = Vec::with_capacity(topics.len());
+        for np in topics {
+            let result = |error, message| TopicResult {
+                name: np.name.clone(),
+                error,
+                message,
+            };
+            if np.name == OFFSETS_TOPIC {
+                let m = format!("{OFFSETS_TOPIC} is internal: its partition count is fixed");
+                results.push(result(ErrorCode::InvalidTopic, m));
+                continue;
+            }
+            let snap = self.meta.snapshot();
+            let grown = match snap.grow(&np.name, np.count, self.config.shards) {
+                Ok(grown) => grown,
+                Err((error, m)) => {
+                    results.push(result(error, m));
+                    continue;
+                }
+            };
+            if validate_only {
+                results.push(result(ErrorCode::None, String::new()));
+                continue;
+            }
+            let mut next = (*snap).clone();
+            next.topics.insert(np.name.clone(), grown.clone());
+            if let Err(m) = self.meta.update(next) {
+                results.push(result(ErrorCode::StorageError, m));
+                continue;
+            }
+            results.push(match self.open_everywhere(Arc::new(grown)).await {
+                Ok(()) => result(ErrorCode::None, String::new()),
+                Err(m) => result(ErrorCode::StorageError, m),
             });
         }
         results

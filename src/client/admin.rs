@@ -1,4 +1,4 @@
-//! Admin operations on a `Client`: create, delete, list and describe
+//! Admin operations on a `Client`: create, delete, grow, list and describe
 //! topics, look up offsets, and list, describe, reset and delete consumer
 //! groups (the broker routes group requests to their coordinator). Topic changes go to any broker (the broker
 //! forwards them to its controller); offset lookups go to each partition's
@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use super::cluster::{unexpected, unknown_topic};
 use super::{Client, ClientError};
 use crate::api::{
-    DescribedGroup, ErrorCode, ListOffsetsPartition, ListOffsetsTopic, ListedGroup, NewTopic, OffsetCommitPartition,
-    OffsetCommitRequest, OffsetCommitTopic, OffsetSpec, Request, Response, TopicConfig, TopicInfo, TopicResult,
+    DescribedGroup, ErrorCode, ListOffsetsPartition, ListOffsetsTopic, ListedGroup, NewPartitions, NewTopic,
+    OffsetCommitPartition, OffsetCommitRequest, OffsetCommitTopic, OffsetSpec, Request, Response, TopicConfig,
+    TopicInfo, TopicResult,
 };
 
 impl Client {
@@ -66,6 +67,29 @@ impl Client {
             self.forget_topic(&name);
         }
         Ok(results)
+    }
+
+    /// Grows `name` to `total` partitions (the new total, not the number to
+    /// add); existing partitions keep their data and placement.
+    /// `InvalidPartitions` if `total` is not above the current count.
+    pub async fn create_partitions(&self, name: &str, total: u32) -> Result<(), ClientError> {
+        let req = Request::CreatePartitions {
+            topics: vec![NewPartitions {
+                name: name.to_string(),
+                count: total,
+            }],
+            validate_only: false,
+        };
+        let results = match self.send_any(req).await? {
+            Response::CreatePartitions { topics } => topics,
+            other => return Err(unexpected("CreatePartitions", &other)),
+        };
+        one_result(name, results)?;
+        // Learn the new partitions now, so producers can use them at once.
+        if let Err(e) = self.refresh_metadata(Some(vec![name.to_string()])).await {
+            tracing::debug!(error = %e, "metadata refresh after create_partitions failed");
+        }
+        Ok(())
     }
 
     /// Every topic, sorted by name, with partitions and config.

@@ -245,6 +245,7 @@ pub(crate) fn unexpected(wanted: &str, got: &Response) -> ClientError {
         Response::ListGroups { .. } => "ListGroups",
         Response::DescribeGroups { .. } => "DescribeGroups",
         Response::DeleteGroups { .. } => "DeleteGroups",
+        Response::CreatePartitions { .. } => "CreatePartitions",
         Response::Error { .. } => "Error",
     };
     ClientError::Invalid(format!("expected a {wanted} response, got {kind}"))

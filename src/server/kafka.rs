@@ -47,6 +47,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         node_id: cfg.node_id,
         host: cfg.kafka_addr.ip().to_string(),
         port: cfg.kafka_addr.port(),
+        topic_defaults: cfg.topic_defaults.clone(),
     });
     let inflight = Rc::new(Semaphore::new(cfg.inflight_bytes_max_per_connection as u64));
     loop {

@@ -40,7 +40,7 @@ pub fn install_signal_thread(flag: Arc<AtomicBool>) {
             .spawn(move || {
                 let mut sig: libc::c_int = 0;
                 if libc::sigwait(&set, &mut sig) == 0 {
-                    tracing::info!(signal = sig, "shutting down");
+                    tracing::info!(signal = sig, "signal received: stopping");
                     flag.store(true, Ordering::SeqCst);
                 }
             })

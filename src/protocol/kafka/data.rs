@@ -262,7 +262,7 @@ pub(super) fn metadata_response(node: &Advertised, topics: Vec<api::TopicInfo>, 
         .with_controller_id(me)
         .with_topics(topics);
     if v >= 2 {
-        resp.cluster_id = Some(StrBytes::from_static_str("sluice"));
+        resp.cluster_id = Some(text(super::admin::cluster_id(node)));
     }
     resp
 }

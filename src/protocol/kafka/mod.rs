@@ -9,13 +9,14 @@
 //! Invariants: a frame size is checked against the caller's maximum before
 //! anything is allocated for it; a request whose header cannot be parsed is
 //! an `Err` (the caller closes the connection), anything after a parsed
-//! header gets an answer: ApiVersions is answered here, unsupported APIs and
-//! versions and undecodable bodies get an error response at the request's
-//! version, and only what the broker must handle becomes an
-//! [`api::Request`]. Record batches pass through as `Bytes` slices of the
+//! header gets an answer: ApiVersions and DescribeCluster are answered
+//! here, unsupported APIs and versions and undecodable bodies get an error
+//! response at the request's version, and only what the broker must handle
+//! becomes an [`api::Request`]. Record batches pass through as `Bytes` slices of the
 //! frame on the way in. Runs on whichever shard owns the connection; holds
 //! no state.
 
+mod admin;
 mod data;
 mod group;
 #[cfg(test)]
@@ -49,12 +50,15 @@ pub enum KafkaError {
     Header(String),
 }
 
-/// Where Kafka clients reach this node: sent in Metadata and FindCoordinator.
+/// This node as Kafka clients see it: where they reach it (sent in
+/// Metadata, FindCoordinator and DescribeCluster) and its topic defaults
+/// (the effective config of a topic without overrides, in DescribeConfigs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Advertised {
     pub node_id: i32,
     pub host: String,
     pub port: u16,
+    pub topic_defaults: api::TopicConfig,
 }
 
 /// The parts of a request header the answer needs.
@@ -64,6 +68,22 @@ pub struct Header {
     pub version: i16,
     pub correlation_id: i32,
     pub client_id: String,
+    /// What the answer needs from the request body besides the broker's
+    /// response.
+    pub echo: Echo,
+}
+
+/// Parts of a request body kept for its answer, for APIs whose neutral
+/// request does not carry everything the Kafka answer must say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Echo {
+    #[default]
+    None,
+    /// Answered from a Metadata request for the topic resources.
+    DescribeConfigs {
+        resources: Vec<admin::ConfigResource>,
+        include_synonyms: bool,
+    },
 }
 
 /// What to do with a request whose header was parsed.
@@ -83,6 +103,8 @@ pub enum Action {
 enum Decoded {
     Request(api::Request),
     Response(api::Response),
+    /// A request whose answer also needs the echo.
+    WithEcho(api::Request, Echo),
 }
 
 /// Parses the 4-byte size prefix of a frame, bounded by `frame_bytes_max`.
@@ -114,13 +136,14 @@ fn decode_header(frame: &mut Bytes) -> Result<Header, KafkaError> {
         version,
         correlation_id: h.correlation_id,
         client_id: h.client_id.map(|c| c.to_string()).unwrap_or_default(),
+        echo: Echo::None,
     })
 }
 
 /// Decodes one frame (without its size prefix) into its header and what
 /// to do with it. `Err` only when the header itself is unreadable.
 pub fn decode_request(mut frame: Bytes, node: &Advertised) -> Result<(Header, Action), KafkaError> {
-    let header = decode_header(&mut frame)?;
+    let mut header = decode_header(&mut frame)?;
     if header.api_key == ApiKey::ApiVersions {
         let reply = versions::api_versions(&header, &mut frame);
         return Ok((header, Action::Reply(reply)));
@@ -130,8 +153,19 @@ pub fn decode_request(mut frame: Bytes, node: &Advertised) -> Result<(Header, Ac
         let action = error_action(&header, ErrorCode::UnsupportedVersion, "unsupported api or version");
         return Ok((header, action));
     }
+    if header.api_key == ApiKey::DescribeCluster {
+        let action = match admin::describe_cluster(&header, node, &mut frame) {
+            Ok(reply) => Action::Reply(reply),
+            Err(e) => error_action(&header, ErrorCode::InvalidRequest, &e),
+        };
+        return Ok((header, action));
+    }
     let action = match decode_body(header.api_key, header.version, &mut frame) {
         Ok(Decoded::Request(req)) => Action::Broker(req),
+        Ok(Decoded::WithEcho(req, echo)) => {
+            header.echo = echo;
+            Action::Broker(req)
+        }
         Ok(Decoded::Response(resp)) => Action::Reply(encode_response(&header, node, resp)),
         Err(e) => {
             tracing::debug!(api = ?header.api_key, version = header.version, error = %e, "undecodable request body");
@@ -171,6 +205,8 @@ fn decode_body(key: ApiKey, v: i16, body: &mut Bytes) -> Result<Decoded, String>
         ApiKey::ListGroups => group::list_groups(dec::<m::ListGroupsRequest>(body, v)?),
         ApiKey::DescribeGroups => group::describe_groups(dec::<m::DescribeGroupsRequest>(body, v)?),
         ApiKey::DeleteGroups => group::delete_groups(dec::<m::DeleteGroupsRequest>(body, v)?),
+        ApiKey::CreatePartitions => admin::create_partitions(dec::<m::CreatePartitionsRequest>(body, v)?),
+        ApiKey::DescribeConfigs => return admin::describe_configs(dec::<m::DescribeConfigsRequest>(body, v)?),
         other => return Err(format!("{other:?} has no decoder")),
     };
     Ok(Decoded::Request(req))
@@ -226,6 +262,13 @@ fn try_encode_response(header: &Header, node: &Advertised, resp: api::Response) 
         }
         (ApiKey::DeleteGroups, api::Response::DeleteGroups { groups }) => {
             frame(cid, key, v, &group::delete_groups_response(groups))
+        }
+        (ApiKey::CreatePartitions, api::Response::CreatePartitions { topics }) => {
+            frame(cid, key, v, &admin::create_partitions_response(topics))
+        }
+        (ApiKey::DescribeConfigs, api::Response::Metadata { topics, .. }) => {
+            let body = admin::describe_configs_response(&header.echo, node, &topics, v)?;
+            frame(cid, key, v, &body)
         }
         (_, api::Response::Error { error, message }) => Err(format!("{error}: {message}")),
         (_, other) => Err(format!("answer {other:?} does not fit the request")),

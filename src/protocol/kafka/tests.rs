@@ -14,6 +14,7 @@ fn node() -> Advertised {
         node_id: 7,
         host: "127.0.0.1".into(),
         port: 9092,
+        topic_defaults: crate::api::TopicConfig::default(),
     }
 }
 
@@ -403,6 +404,23 @@ fn answers() -> Vec<(ApiKey, Response)> {
                 }],
             },
         ),
+        (
+            ApiKey::CreatePartitions,
+            Response::CreatePartitions {
+                topics: vec![
+                    TopicResult {
+                        name: "t".into(),
+                        error: ErrorCode::None,
+                        message: String::new(),
+                    },
+                    TopicResult {
+                        name: "u".into(),
+                        error: ErrorCode::InvalidPartitions,
+                        message: "smaller".into(),
+                    },
+                ],
+            },
+        ),
     ]
 }
 
@@ -430,6 +448,9 @@ fn decodes(key: ApiKey, version: i16, body: &mut Bytes) -> bool {
         ApiKey::ListGroups => ok!(ListGroupsResponse),
         ApiKey::DescribeGroups => ok!(DescribeGroupsResponse),
         ApiKey::DeleteGroups => ok!(DeleteGroupsResponse),
+        ApiKey::CreatePartitions => ok!(CreatePartitionsResponse),
+        ApiKey::DescribeConfigs => ok!(DescribeConfigsResponse),
+        ApiKey::DescribeCluster => ok!(DescribeClusterResponse),
         other => panic!("no decoder for {other:?}"),
     }
 }
@@ -444,6 +465,7 @@ fn every_answer_encodes_at_every_advertised_version() {
                 version,
                 correlation_id: 77,
                 client_id: String::new(),
+                echo: Echo::None,
             };
             let frame = try_encode_response(&header, &node(), resp.clone())
                 .unwrap_or_else(|e| panic!("{key:?} v{version} encodes: {e}"));
@@ -464,6 +486,7 @@ fn fetch_answer_carries_the_batches_and_coordinator_the_kafka_port() {
         version: 12,
         correlation_id: 1,
         client_id: String::new(),
+        echo: Echo::None,
     };
     let (_, mut body) = answer(&encode_response(&header, &node(), fetch.clone()), ApiKey::Fetch, 12);
     let resp = FetchResponse::decode(&mut body, 12).expect("body");
@@ -485,4 +508,118 @@ fn fetch_answer_carries_the_batches_and_coordinator_the_kafka_port() {
     let (_, mut body) = answer(&frame, ApiKey::FindCoordinator, 3);
     let resp = FindCoordinatorResponse::decode(&mut body, 3).expect("body");
     assert_eq!((resp.node_id.0, resp.host.as_str(), resp.port), (7, "127.0.0.1", 9092));
+}
+
+/// A DescribeConfigs request as a client sends it: one topic (only two
+/// keys), one broker, one unknown topic, one unsupported resource type.
+fn describe_configs_request() -> DescribeConfigsRequest {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    let resource = |t: i8, name: &'static str, keys: Option<Vec<&'static str>>| {
+        DescribeConfigsResource::default()
+            .with_resource_type(t)
+            .with_resource_name(StrBytes::from_static_str(name))
+            .with_configuration_keys(keys.map(|k| k.into_iter().map(StrBytes::from_static_str).collect()))
+    };
+    DescribeConfigsRequest::default()
+        .with_resources(vec![
+            resource(2, "t", Some(vec!["retention.ms", "segment.bytes"])),
+            resource(4, "7", None),
+            resource(2, "gone", None),
+            resource(32, "g", None),
+        ])
+        .with_include_synonyms(true)
+}
+
+#[test]
+fn describe_configs_answers_from_metadata_in_resource_order() {
+    use crate::api::{TopicConfig, TopicInfo};
+    let mut node = node();
+    node.topic_defaults.segment_bytes = Some(4096);
+    for version in 1..=4 {
+        let frame = request(ApiKey::DescribeConfigs, version, 5, &describe_configs_request());
+        let (header, action) = decode_request(frame, &node).expect("decodes");
+        let Action::Broker(Request::Metadata { topics }) = action else {
+            panic!("expected a metadata request, got {action:?}");
+        };
+        assert_eq!(topics, Some(vec!["t".to_string(), "gone".to_string()]));
+        let info = |name: &str, error| TopicInfo {
+            name: name.into(),
+            error,
+            partitions: Vec::new(),
+            config: TopicConfig {
+                retention_ms: Some(60_000),
+                ..TopicConfig::default()
+            },
+        };
+        let resp = Response::Metadata {
+            brokers: Vec::new(),
+            topics: vec![
+                info("t", ErrorCode::None),
+                info("gone", ErrorCode::UnknownTopicOrPartition),
+            ],
+        };
+        let (cid, mut body) = answer(&encode_response(&header, &node, resp), ApiKey::DescribeConfigs, version);
+        assert_eq!(cid, 5);
+        let resp = DescribeConfigsResponse::decode(&mut body, version).expect("body");
+        let r = &resp.results;
+        assert_eq!(r.len(), 4, "v{version}");
+        let configs: Vec<(&str, Option<&str>, i8)> = r[0]
+            .configs
+            .iter()
+            .map(|c| (c.name.as_str(), c.value.as_deref(), c.config_source))
+            .collect();
+        assert_eq!(
+            configs,
+            vec![("retention.ms", Some("60000"), 1), ("segment.bytes", Some("4096"), 4)],
+            "v{version}"
+        );
+        assert_eq!(r[0].configs[0].synonyms.len(), 2, "override, then the default");
+        assert_eq!(
+            (r[1].error_code, r[1].configs.len()),
+            (0, 0),
+            "a broker has no configs yet"
+        );
+        assert_eq!(r[2].error_code, ErrorCode::UnknownTopicOrPartition.code());
+        assert_eq!(r[3].error_code, ErrorCode::InvalidRequest.code());
+    }
+}
+
+#[test]
+fn describe_cluster_names_this_node_as_broker_and_controller() {
+    for version in 0..=1 {
+        let frame = request(ApiKey::DescribeCluster, version, 9, &DescribeClusterRequest::default());
+        let (_, action) = decode_request(frame, &node()).expect("decodes");
+        let (cid, mut body) = answer(&reply(action), ApiKey::DescribeCluster, version);
+        assert_eq!(cid, 9);
+        let resp = DescribeClusterResponse::decode(&mut body, version).expect("body");
+        assert_eq!(
+            (resp.error_code, resp.cluster_id.as_str(), resp.controller_id.0),
+            (0, "sluice-7", 7)
+        );
+        let b = &resp.brokers[0];
+        assert_eq!((b.broker_id.0, b.host.as_str(), b.port), (7, "127.0.0.1", 9092));
+    }
+}
+
+#[test]
+fn create_partitions_maps_to_the_neutral_request() {
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    let topic = |name: &'static str, count| {
+        CreatePartitionsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(name)))
+            .with_count(count)
+    };
+    for version in 0..=3 {
+        let body = CreatePartitionsRequest::default()
+            .with_topics(vec![topic("t", 6), topic("u", -1)])
+            .with_validate_only(true);
+        let (_, action) =
+            decode_request(request(ApiKey::CreatePartitions, version, 1, &body), &node()).expect("decodes");
+        let Action::Broker(Request::CreatePartitions { topics, validate_only }) = action else {
+            panic!("expected CreatePartitions, got {action:?}");
+        };
+        assert!(validate_only);
+        let got: Vec<(&str, u32)> = topics.iter().map(|t| (t.name.as_str(), t.count)).collect();
+        assert_eq!(got, vec![("t", 6), ("u", 0)], "v{version}");
+    }
 }

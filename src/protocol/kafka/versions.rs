@@ -5,7 +5,8 @@
 //! The ranges are exactly what `decode_body` and `encode_response`
 //! implement; they stop before versions that need something the broker
 //! model lacks (topic ids: Produce v13, Fetch v13; batched coordinator keys:
-//! FindCoordinator v4; max-timestamp lookups: ListOffsets v7).
+//! FindCoordinator v4; max-timestamp lookups: ListOffsets v7; fenced
+//! brokers: DescribeCluster v2).
 
 use std::ops::RangeInclusive;
 
@@ -36,6 +37,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 5),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::DescribeCluster, 0, 1),
 ];
 
 /// The versions of `key` served, if any.

@@ -17,9 +17,9 @@ use super::{frame, NativeError, SUPPORTED};
 use crate::api::{
     Acks, ApiKey, ApiVersionRange, BrokerInfo, ErrorCode, FetchPartition, FetchPartitionResponse, FetchTopic,
     FetchTopicResponse, FlushConfig, ListOffsetsPartition, ListOffsetsPartitionResponse, ListOffsetsTopic,
-    ListOffsetsTopicResponse, NewTopic, OffsetSpec, PartitionInfo, ProducePartition, ProducePartitionResponse,
-    ProduceTopic, ProduceTopicResponse, Request, RequestHeader, Response, ResponseHeader, TopicConfig, TopicInfo,
-    TopicResult,
+    ListOffsetsTopicResponse, NewPartitions, NewTopic, OffsetSpec, PartitionInfo, ProducePartition,
+    ProducePartitionResponse, ProduceTopic, ProduceTopicResponse, Request, RequestHeader, Response, ResponseHeader,
+    TopicConfig, TopicInfo, TopicResult,
 };
 
 mod group;
@@ -142,6 +142,7 @@ fn response_body_api(t: fb::ResponseBody) -> Option<ApiKey> {
         B::ListGroupsResponse => ApiKey::ListGroups,
         B::DescribeGroupsResponse => ApiKey::DescribeGroups,
         B::DeleteGroupsResponse => ApiKey::DeleteGroups,
+        B::CreatePartitionsResponse => ApiKey::CreatePartitions,
         _ => return None,
     };
     Some(api)
@@ -193,6 +194,18 @@ fn request_body(root: &fb::RequestFrame<'_>, payload: &mut Payload) -> Result<Re
             let b = root.body_as_list_offsets_request().ok_or(MISSING_BODY)?;
             Request::ListOffsets {
                 topics: tables(b.topics(), list_offsets_topic)?,
+            }
+        }
+        fb::RequestBody::CreatePartitionsRequest => {
+            let b = root.body_as_create_partitions_request().ok_or(MISSING_BODY)?;
+            Request::CreatePartitions {
+                topics: tables(b.topics(), |t| {
+                    Ok(NewPartitions {
+                        name: t.name().to_owned(),
+                        count: t.count(),
+                    })
+                })?,
+                validate_only: b.validate_only(),
             }
         }
         // The group APIs, or a body type this side does not know.
@@ -317,6 +330,12 @@ fn response_body(root: &fb::ResponseFrame<'_>, payload: &mut Payload) -> Result<
             Response::Error {
                 error: error_code(b.error()),
                 message: b.message().unwrap_or_default().to_owned(),
+            }
+        }
+        fb::ResponseBody::CreatePartitionsResponse => {
+            let b = root.body_as_create_partitions_response().ok_or(MISSING_BODY)?;
+            Response::CreatePartitions {
+                topics: tables(b.topics(), topic_result)?,
             }
         }
         // The group APIs, or a body type this side does not know.

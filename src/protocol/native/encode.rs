@@ -17,8 +17,8 @@ use super::frame;
 use super::generated::sluice::native as fb;
 use crate::api::{
     Acks, ApiKey, ApiVersionRange, BrokerInfo, FetchTopic, FetchTopicResponse, FlushConfig, ListOffsetsTopic,
-    ListOffsetsTopicResponse, NewTopic, OffsetSpec, PartitionInfo, ProduceTopic, ProduceTopicResponse, Request,
-    RequestHeader, Response, ResponseHeader, TopicConfig, TopicInfo, TopicResult,
+    ListOffsetsTopicResponse, NewPartitions, NewTopic, OffsetSpec, PartitionInfo, ProduceTopic, ProduceTopicResponse,
+    Request, RequestHeader, Response, ResponseHeader, TopicConfig, TopicInfo, TopicResult,
 };
 
 mod group;
@@ -181,7 +181,26 @@ fn request_body(fbb: &mut Fbb<'_>, req: &Request, payload: &mut Payload) -> (fb:
         Request::ListGroups { states } => group::list_groups_request(fbb, states),
         Request::DescribeGroups { groups } => group::describe_groups_request(fbb, groups),
         Request::DeleteGroups { groups } => group::delete_groups_request(fbb, groups),
+        Request::CreatePartitions { topics, validate_only } => create_partitions_request(fbb, topics, *validate_only),
     }
+}
+
+fn create_partitions_request(
+    fbb: &mut Fbb<'_>,
+    topics: &[NewPartitions],
+    validate_only: bool,
+) -> (fb::RequestBody, Body) {
+    let topics: Vec<_> = topics
+        .iter()
+        .map(|t| {
+            let name = Some(fbb.create_string(&t.name));
+            fb::NewPartitions::create(fbb, &fb::NewPartitionsArgs { name, count: t.count })
+        })
+        .collect();
+    let topics = opt_vec(fbb, &topics);
+    let args = fb::CreatePartitionsRequestArgs { topics, validate_only };
+    let b = fb::CreatePartitionsRequest::create(fbb, &args);
+    (fb::RequestBody::CreatePartitionsRequest, b.as_union_value())
 }
 
 fn new_topic<'a>(fbb: &mut Fbb<'a>, t: &NewTopic) -> WIPOffset<fb::NewTopic<'a>> {
@@ -327,6 +346,11 @@ fn response_body(fbb: &mut Fbb<'_>, resp: &Response, payload: &mut Payload) -> (
         Response::ListGroups { error, groups } => group::list_groups_response(fbb, *error, groups),
         Response::DescribeGroups { groups } => group::describe_groups_response(fbb, groups),
         Response::DeleteGroups { groups } => group::delete_groups_response(fbb, groups),
+        Response::CreatePartitions { topics } => {
+            let topics = topic_results(fbb, topics);
+            let b = fb::CreatePartitionsResponse::create(fbb, &fb::CreatePartitionsResponseArgs { topics });
+            (fb::ResponseBody::CreatePartitionsResponse, b.as_union_value())
+        }
         Response::Error { error, message } => {
             let message = opt_string(fbb, message);
             let b = fb::ErrorResponse::create(

@@ -126,6 +126,11 @@ pub const SUPPORTED: &[ApiVersionRange] = &[
         min_version: 0,
         max_version: 0,
     },
+    ApiVersionRange {
+        api: ApiKey::CreatePartitions,
+        min_version: 0,
+        max_version: 0,
+    },
 ];
 
 /// The API a response answers, or `None` for `Error`, which answers any.
@@ -148,6 +153,7 @@ fn response_api(resp: &Response) -> Option<ApiKey> {
         Response::ListGroups { .. } => Some(ApiKey::ListGroups),
         Response::DescribeGroups { .. } => Some(ApiKey::DescribeGroups),
         Response::DeleteGroups { .. } => Some(ApiKey::DeleteGroups),
+        Response::CreatePartitions { .. } => Some(ApiKey::CreatePartitions),
         Response::Error { .. } => None,
     }
 }

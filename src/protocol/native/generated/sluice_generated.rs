@@ -194,10 +194,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for OffsetKind {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 17;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 18;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 18] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 19] = [
   RequestBody::NONE,
   RequestBody::ApiVersionsRequest,
   RequestBody::MetadataRequest,
@@ -216,6 +216,7 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 18] = [
   RequestBody::ListGroupsRequest,
   RequestBody::DescribeGroupsRequest,
   RequestBody::DeleteGroupsRequest,
+  RequestBody::CreatePartitionsRequest,
 ];
 
 /// One member per API, in ApiKey order: the discriminant is ApiKey + 1.
@@ -243,9 +244,10 @@ impl RequestBody {
   pub const ListGroupsRequest: Self = Self(15);
   pub const DescribeGroupsRequest: Self = Self(16);
   pub const DeleteGroupsRequest: Self = Self(17);
+  pub const CreatePartitionsRequest: Self = Self(18);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 17;
+  pub const ENUM_MAX: u8 = 18;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsRequest,
@@ -265,6 +267,7 @@ impl RequestBody {
     Self::ListGroupsRequest,
     Self::DescribeGroupsRequest,
     Self::DeleteGroupsRequest,
+    Self::CreatePartitionsRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -287,6 +290,7 @@ impl RequestBody {
       Self::ListGroupsRequest => Some("ListGroupsRequest"),
       Self::DescribeGroupsRequest => Some("DescribeGroupsRequest"),
       Self::DeleteGroupsRequest => Some("DeleteGroupsRequest"),
+      Self::CreatePartitionsRequest => Some("CreatePartitionsRequest"),
       _ => None,
     }
   }
@@ -346,10 +350,10 @@ pub struct RequestBodyUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE_BODY: u8 = 18;
+pub const ENUM_MAX_RESPONSE_BODY: u8 = 19;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 19] = [
+pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 20] = [
   ResponseBody::NONE,
   ResponseBody::ApiVersionsResponse,
   ResponseBody::MetadataResponse,
@@ -369,6 +373,7 @@ pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 19] = [
   ResponseBody::ListGroupsResponse,
   ResponseBody::DescribeGroupsResponse,
   ResponseBody::DeleteGroupsResponse,
+  ResponseBody::CreatePartitionsResponse,
 ];
 
 /// ApiKeys 0 to 6 in ApiKey order (discriminant = ApiKey + 1), then
@@ -399,9 +404,10 @@ impl ResponseBody {
   pub const ListGroupsResponse: Self = Self(16);
   pub const DescribeGroupsResponse: Self = Self(17);
   pub const DeleteGroupsResponse: Self = Self(18);
+  pub const CreatePartitionsResponse: Self = Self(19);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 18;
+  pub const ENUM_MAX: u8 = 19;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsResponse,
@@ -422,6 +428,7 @@ impl ResponseBody {
     Self::ListGroupsResponse,
     Self::DescribeGroupsResponse,
     Self::DeleteGroupsResponse,
+    Self::CreatePartitionsResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -445,6 +452,7 @@ impl ResponseBody {
       Self::ListGroupsResponse => Some("ListGroupsResponse"),
       Self::DescribeGroupsResponse => Some("DescribeGroupsResponse"),
       Self::DeleteGroupsResponse => Some("DeleteGroupsResponse"),
+      Self::CreatePartitionsResponse => Some("CreatePartitionsResponse"),
       _ => None,
     }
   }
@@ -4871,6 +4879,237 @@ impl ::core::fmt::Debug for DeleteGroupsRequest<'_> {
       ds.finish()
   }
 }
+pub enum NewPartitionsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One topic to grow in CreatePartitions.
+pub struct NewPartitions<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for NewPartitions<'a> {
+  type Inner = NewPartitions<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> NewPartitions<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_COUNT: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    NewPartitions { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args NewPartitionsArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<NewPartitions<'bldr>> {
+    let mut builder = NewPartitionsBuilder::new(_fbb);
+    builder.add_count(args.count);
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(NewPartitions::VT_NAME, None).unwrap()}
+  }
+  /// The new total number of partitions (not the number to add).
+  #[inline]
+  pub fn count(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(NewPartitions::VT_COUNT, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for NewPartitions<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<u32>("count", Self::VT_COUNT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct NewPartitionsArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub count: u32,
+}
+impl<'a> Default for NewPartitionsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    NewPartitionsArgs {
+      name: None, // required field
+      count: 0,
+    }
+  }
+}
+
+pub struct NewPartitionsBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> NewPartitionsBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(NewPartitions::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_count(&mut self, count: u32) {
+    self.fbb_.push_slot::<u32>(NewPartitions::VT_COUNT, count, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> NewPartitionsBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    NewPartitionsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<NewPartitions<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, NewPartitions::VT_NAME,"name");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for NewPartitions<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("NewPartitions");
+      ds.field("name", &self.name());
+      ds.field("count", &self.count());
+      ds.finish()
+  }
+}
+pub enum CreatePartitionsRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// ApiKey 17. Existing partitions keep their placement.
+pub struct CreatePartitionsRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for CreatePartitionsRequest<'a> {
+  type Inner = CreatePartitionsRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> CreatePartitionsRequest<'a> {
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 4;
+  pub const VT_VALIDATE_ONLY: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    CreatePartitionsRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args CreatePartitionsRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<CreatePartitionsRequest<'bldr>> {
+    let mut builder = CreatePartitionsRequestBuilder::new(_fbb);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    builder.add_validate_only(args.validate_only);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<NewPartitions<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<NewPartitions>>>>(CreatePartitionsRequest::VT_TOPICS, None)}
+  }
+  /// Check everything, change nothing.
+  #[inline]
+  pub fn validate_only(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(CreatePartitionsRequest::VT_VALIDATE_ONLY, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for CreatePartitionsRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<NewPartitions>>>>("topics", Self::VT_TOPICS, false)?
+     .visit_field::<bool>("validate_only", Self::VT_VALIDATE_ONLY, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct CreatePartitionsRequestArgs<'a> {
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<NewPartitions<'a>>>>>,
+    pub validate_only: bool,
+}
+impl<'a> Default for CreatePartitionsRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    CreatePartitionsRequestArgs {
+      topics: None,
+      validate_only: false,
+    }
+  }
+}
+
+pub struct CreatePartitionsRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CreatePartitionsRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<NewPartitions<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CreatePartitionsRequest::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn add_validate_only(&mut self, validate_only: bool) {
+    self.fbb_.push_slot::<bool>(CreatePartitionsRequest::VT_VALIDATE_ONLY, validate_only, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CreatePartitionsRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    CreatePartitionsRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<CreatePartitionsRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for CreatePartitionsRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("CreatePartitionsRequest");
+      ds.field("topics", &self.topics());
+      ds.field("validate_only", &self.validate_only());
+      ds.finish()
+  }
+}
 pub enum RequestFrameOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -5185,6 +5424,21 @@ impl<'a> RequestFrame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_create_partitions_request(&self) -> Option<CreatePartitionsRequest<'a>> {
+    if self.body_type() == RequestBody::CreatePartitionsRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { CreatePartitionsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for RequestFrame<'_> {
@@ -5213,6 +5467,7 @@ impl ::flatbuffers::Verifiable for RequestFrame<'_> {
           RequestBody::ListGroupsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListGroupsRequest>>("RequestBody::ListGroupsRequest", pos),
           RequestBody::DescribeGroupsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeGroupsRequest>>("RequestBody::DescribeGroupsRequest", pos),
           RequestBody::DeleteGroupsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteGroupsRequest>>("RequestBody::DeleteGroupsRequest", pos),
+          RequestBody::CreatePartitionsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CreatePartitionsRequest>>("RequestBody::CreatePartitionsRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -5389,6 +5644,13 @@ impl ::core::fmt::Debug for RequestFrame<'_> {
         },
         RequestBody::DeleteGroupsRequest => {
           if let Some(x) = self.body_as_delete_groups_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::CreatePartitionsRequest => {
+          if let Some(x) = self.body_as_create_partitions_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -6194,7 +6456,7 @@ impl ::core::fmt::Debug for MetadataResponse<'_> {
 pub enum TopicResultOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
-/// Outcome of one topic in CreateTopics or DeleteTopics.
+/// Outcome of one topic in CreateTopics, DeleteTopics or CreatePartitions.
 pub struct TopicResult<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -10251,6 +10513,103 @@ impl ::core::fmt::Debug for DeleteGroupsResponse<'_> {
       ds.finish()
   }
 }
+pub enum CreatePartitionsResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Answers CreatePartitions.
+pub struct CreatePartitionsResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for CreatePartitionsResponse<'a> {
+  type Inner = CreatePartitionsResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> CreatePartitionsResponse<'a> {
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    CreatePartitionsResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args CreatePartitionsResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<CreatePartitionsResponse<'bldr>> {
+    let mut builder = CreatePartitionsResponseBuilder::new(_fbb);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicResult>>>>(CreatePartitionsResponse::VT_TOPICS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for CreatePartitionsResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TopicResult>>>>("topics", Self::VT_TOPICS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct CreatePartitionsResponseArgs<'a> {
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicResult<'a>>>>>,
+}
+impl<'a> Default for CreatePartitionsResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    CreatePartitionsResponseArgs {
+      topics: None,
+    }
+  }
+}
+
+pub struct CreatePartitionsResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CreatePartitionsResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<TopicResult<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CreatePartitionsResponse::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CreatePartitionsResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    CreatePartitionsResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<CreatePartitionsResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for CreatePartitionsResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("CreatePartitionsResponse");
+      ds.field("topics", &self.topics());
+      ds.finish()
+  }
+}
 pub enum ErrorResponseOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -10694,6 +11053,21 @@ impl<'a> ResponseFrame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_create_partitions_response(&self) -> Option<CreatePartitionsResponse<'a>> {
+    if self.body_type() == ResponseBody::CreatePartitionsResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { CreatePartitionsResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ResponseFrame<'_> {
@@ -10723,6 +11097,7 @@ impl ::flatbuffers::Verifiable for ResponseFrame<'_> {
           ResponseBody::ListGroupsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListGroupsResponse>>("ResponseBody::ListGroupsResponse", pos),
           ResponseBody::DescribeGroupsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeGroupsResponse>>("ResponseBody::DescribeGroupsResponse", pos),
           ResponseBody::DeleteGroupsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteGroupsResponse>>("ResponseBody::DeleteGroupsResponse", pos),
+          ResponseBody::CreatePartitionsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CreatePartitionsResponse>>("ResponseBody::CreatePartitionsResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -10906,6 +11281,13 @@ impl ::core::fmt::Debug for ResponseFrame<'_> {
         },
         ResponseBody::DeleteGroupsResponse => {
           if let Some(x) = self.body_as_delete_groups_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::CreatePartitionsResponse => {
+          if let Some(x) = self.body_as_create_partitions_response() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
