@@ -8,12 +8,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::Broker;
-use glommio::{LocalExecutorBuilder, Placement};
+use common::{with_client, Broker};
 use sluice::api::{ErrorCode, TopicConfig};
-use sluice::client::{
-    partition_for_key, Client, ClientConfig, Consumer, ConsumerConfig, Producer, ProducerConfig, SeekTo,
-};
+use sluice::client::{partition_for_key, Consumer, ConsumerConfig, Producer, ProducerConfig, SeekTo};
 
 const BEFORE: u32 = 2;
 const AFTER: u32 = 5;
@@ -28,29 +25,10 @@ fn key_for(partition: u32, count: u32) -> Bytes {
         .expect("some key lands on every partition")
 }
 
-/// Runs `body` with a client connected to `bootstrap` on a fresh executor.
-fn with_client<F, Fut>(bootstrap: String, body: F)
-where
-    F: FnOnce(Client) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + 'static,
-{
-    LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .spawn(move || async move {
-            let client = Client::connect(&bootstrap, ClientConfig::default())
-                .await
-                .expect("connect");
-            body(client).await;
-        })
-        .expect("executor")
-        .join()
-        .expect("test body");
-}
-
 #[test]
 fn grown_topic_takes_records_on_its_new_partitions() {
     let mut broker = Broker::start(2, &[]);
-    with_client(broker.bootstrap(), |client| async move {
+    with_client(&broker.bootstrap(), |client| async move {
         client
             .create_topic("grow", BEFORE, TopicConfig::default())
             .await
@@ -117,7 +95,7 @@ fn grown_topic_takes_records_on_its_new_partitions() {
 
     assert_eq!(broker.stop(), 0, "clean shutdown");
     broker.restart();
-    with_client(broker.bootstrap(), |client| async move {
+    with_client(&broker.bootstrap(), |client| async move {
         let t = client.describe_topic("grow").await.expect("describe after restart");
         assert_eq!(t.partitions.len(), VIA_CLI as usize);
         assert!(t.partitions.iter().all(|p| p.error == ErrorCode::None));

@@ -8,14 +8,12 @@ mod common;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::future::Future;
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::Broker;
-use glommio::{LocalExecutorBuilder, Placement};
+use common::{with_client, Broker};
 use sluice::api::{DescribedGroup, TopicConfig};
 use sluice::client::{
     Client, ClientConfig, ConsumerConfig, GroupConfig, GroupConsumer, OffsetReset, Producer, ProducerConfig,
@@ -26,28 +24,6 @@ use sluice::group::consumer_protocol::Assignment;
 const SESSION_MS: u64 = 6_000;
 /// Broker flags: a short initial rebalance delay keeps the tests quick.
 const BROKER_FLAGS: &[&str] = &["--group-initial-rebalance-delay-ms", "200"];
-
-/// Runs `f` with a connected client on a glommio executor and returns its
-/// result.
-fn with_client<T, F, Fut>(bootstrap: &str, f: F) -> T
-where
-    T: Send + 'static,
-    F: FnOnce(Client) -> Fut + Send + 'static,
-    Fut: Future<Output = T> + 'static,
-{
-    let bootstrap = bootstrap.to_string();
-    LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .spawn(move || async move {
-            let client = Client::connect(&bootstrap, ClientConfig::default())
-                .await
-                .expect("connect");
-            f(client).await
-        })
-        .expect("executor starts")
-        .join()
-        .expect("test body does not panic")
-}
 
 fn group_config(group: &str) -> GroupConfig {
     GroupConfig {

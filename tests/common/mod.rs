@@ -237,3 +237,25 @@ pub fn read_response(stream: &mut TcpStream, correlation_id: i32, api: ApiKey) -
         }
     }
 }
+
+/// Runs `f` with a connected client on a glommio executor and returns its
+/// result.
+pub fn with_client<T, F, Fut>(bootstrap: &str, f: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce(sluice::client::Client) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+{
+    let bootstrap = bootstrap.to_string();
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(1 << 20)
+        .spawn(move || async move {
+            let client = sluice::client::Client::connect(&bootstrap, sluice::client::ClientConfig::default())
+                .await
+                .expect("connect");
+            f(client).await
+        })
+        .expect("executor starts")
+        .join()
+        .expect("test body does not panic")
+}
