@@ -659,16 +659,26 @@ async fn produce(args: ProduceArgs) -> Result<(), Failure> {
             })
             .await;
         let (lines, eof) = read.map_err(|e| Failure::Failed(format!("reading stdin: {e}")))?;
-        for line in lines {
-            let (key, value) = split_line(line, sep.as_deref());
-            let permit = outstanding
-                .clone()
-                .acquire_static_permit(1)
-                .await
-                .map_err(|_| Failure::Failed("producer stopped".into()))?;
-            let sent = producer.send(&args.topic, key, Some(value), Vec::new());
-            let tally = tally.clone();
-            glommio::spawn_local(async move {
+        if lines.is_empty() {
+            break;
+        }
+        // One task per chunk of lines awaits its acknowledgements in order
+        // (a task per record cost more than the send itself).
+        let permit = outstanding
+            .clone()
+            .acquire_static_permit(lines.len() as u64)
+            .await
+            .map_err(|_| Failure::Failed("producer stopped".into()))?;
+        let sends: Vec<_> = lines
+            .into_iter()
+            .map(|line| {
+                let (key, value) = split_line(line, sep.as_deref());
+                producer.send(&args.topic, key, Some(value), Vec::new())
+            })
+            .collect();
+        let tally = tally.clone();
+        glommio::spawn_local(async move {
+            for sent in sends {
                 match sent.await {
                     Ok(_) => tally.delivered.set(tally.delivered.get() + 1),
                     Err(e) => {
@@ -676,10 +686,10 @@ async fn produce(args: ProduceArgs) -> Result<(), Failure> {
                         tally.first_error.borrow_mut().get_or_insert_with(|| e.to_string());
                     }
                 }
-                drop(permit);
-            })
-            .detach();
-        }
+            }
+            drop(permit);
+        })
+        .detach();
         if !eof {
             stdin = Some(rd);
         }
