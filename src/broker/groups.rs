@@ -11,8 +11,9 @@
 //!
 //! Committed offsets are replayed from the partition the first time a group
 //! of it is touched after start, so they survive anything the log survives.
-//! A commit is answered once its record is durable (the offsets topic
-//! flushes every append). Offsets of a group without members expire
+//! A commit is applied to the in-memory view and answered once its record
+//! is durable (the offsets topic flushes every append), so OffsetFetch never
+//! shows a commit a crash could take back. Offsets of a group without members expire
 //! `offsets_retention_ms` after its newest commit (tombstones), and once the
 //! partition holds a few segments of history its live offsets are rewritten
 //! at the end and the older segments dropped: the topic does not grow
@@ -58,8 +59,8 @@ pub struct Groups {
     /// Offsets partitions whose records have been replayed into `offsets`.
     loaded: RefCell<HashSet<u32>>,
     /// Serialises loading, and appends to the offsets partitions with the
-    /// store updates that follow them, so the store applies records in log
-    /// order.
+    /// store updates that follow them once durable, so the store applies
+    /// records in log order and only durable ones.
     log_lock: Semaphore,
     pending: RefCell<HashMap<Token, oneshot::Sender<Response>>>,
     next_token: Cell<Token>,
@@ -549,9 +550,9 @@ impl Shard {
         Ok(())
     }
 
-    /// Appends offset records (`None`: tombstone) to offsets partition `p`
-    /// and applies them to the store in log order; returns once they are
-    /// durable.
+    /// Appends offset records (`None`: tombstone) to offsets partition `p`,
+    /// waits until they are durable, then applies them to the store; so
+    /// OffsetFetch never shows a commit a crash could still take back.
     async fn append_offsets(
         &self,
         p: u32,
@@ -561,7 +562,11 @@ impl Shard {
     }
 
     /// [`Shard::append_offsets`] with the records chosen from the store
-    /// under the lock, so nothing committed meanwhile is overwritten.
+    /// under the lock, so nothing committed meanwhile is overwritten. The
+    /// lock is held until the records are durable and applied: appends to
+    /// the offsets partitions of a shard go one sync at a time, and the
+    /// store always equals the durable log (commits are rare next to data:
+    /// a consumer commits every few seconds).
     async fn append_offsets_with(
         &self,
         p: u32,
@@ -572,35 +577,34 @@ impl Shard {
             .ok_or(ErrorCode::CoordinatorNotAvailable)?;
         let log = part.log().clone();
         let now = wall_ms();
-        let mut end = 0;
-        {
-            let _lock = self
-                .groups
-                .log_lock
-                .acquire_permit(1)
-                .await
-                .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
-            let entries = entries(&self.groups.offsets.borrow());
-            if entries.is_empty() {
-                return Ok(());
+        let _lock = self
+            .groups
+            .log_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
+        let entries = entries(&self.groups.offsets.borrow());
+        let mut end = None;
+        for chunk in entries.chunks(RECORDS_PER_BATCH_MAX) {
+            let mut b = BatchBuilder::new(Compression::None);
+            for (key, value) in chunk {
+                let k = offsets::encode_key(key);
+                let v = value.as_ref().map(offsets::encode_value);
+                b.push(now, Some(&k), v.as_deref(), &[]);
             }
-            for chunk in entries.chunks(RECORDS_PER_BATCH_MAX) {
-                let mut b = BatchBuilder::new(Compression::None);
-                for (key, value) in chunk {
-                    let k = offsets::encode_key(key);
-                    let v = value.as_ref().map(offsets::encode_value);
-                    b.push(now, Some(&k), v.as_deref(), &[]);
-                }
-                let batch = b.finish().map_err(|_| ErrorCode::CorruptMessage)?;
-                let info = log.append_buffered(batch, 0).await.map_err(|e| error_code(&e))?;
-                end = info.last_offset + 1;
-                let mut store = self.groups.offsets.borrow_mut();
-                for (key, value) in chunk {
-                    store.apply(key.clone(), value.clone());
-                }
-            }
+            let batch = b.finish().map_err(|_| ErrorCode::CorruptMessage)?;
+            let info = log.append_buffered(batch, 0).await.map_err(|e| error_code(&e))?;
+            end = Some(info.last_offset + 1);
         }
-        log.wait_durable(end).await.map_err(|e| error_code(&e))
+        let Some(end) = end else {
+            return Ok(());
+        };
+        log.wait_durable(end).await.map_err(|e| error_code(&e))?;
+        let mut store = self.groups.offsets.borrow_mut();
+        for (key, value) in entries {
+            store.apply(key, value);
+        }
+        Ok(())
     }
 
     async fn commit_offsets(&self, p: u32, r: OffsetCommitRequest) -> Response {
