@@ -260,6 +260,9 @@ impl ServeConfig {
         if self.retention_check_interval_ms == 0 {
             return Err("retention_check_interval_ms must be positive".into());
         }
+        if self.group_min_session_timeout_ms == 0 {
+            return Err("group_min_session_timeout_ms must be at least 1".into());
+        }
         if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
             return Err("group_min_session_timeout_ms is above group_max_session_timeout_ms".into());
         }
@@ -316,5 +319,21 @@ mod tests {
             ..Default::default()
         })
         .is_err());
+        // Values the group coordinator could not work with are refused
+        // here, not discovered by a shard at start.
+        for bad in [
+            "group_min_session_timeout_ms = 0\n",
+            "group_min_session_timeout_ms = 9000\ngroup_max_session_timeout_ms = 8000\n",
+            "offsets_topic_partitions = 0\n",
+            "retention_check_interval_ms = 0\n",
+        ] {
+            let file = dir.path().join("group.toml");
+            std::fs::write(&file, bad).expect("write");
+            let loaded = ServeConfig::load(&ServeArgs {
+                config: Some(file),
+                ..Default::default()
+            });
+            assert!(loaded.is_err(), "{bad} accepted");
+        }
     }
 }

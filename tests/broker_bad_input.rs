@@ -173,6 +173,35 @@ fn bad_input_is_refused_clearly_and_the_broker_keeps_serving() {
         other => panic!("{other:?}"),
     }
 
+    // A fetch asking for 4 GiB per partition and in all: served, bounded
+    // by the frame limit, and the broker does not fall over encoding it.
+    let resp = call(
+        &mut s,
+        10,
+        Request::Fetch {
+            max_wait_ms: 0,
+            min_bytes: 0,
+            max_bytes: u32::MAX,
+            topics: vec![FetchTopic {
+                name: "t".into(),
+                partitions: vec![FetchPartition {
+                    partition: 0,
+                    offset: 0,
+                    max_bytes: u32::MAX,
+                }],
+            }],
+        },
+    )
+    .expect("fetch");
+    match resp {
+        Response::Fetch { topics } => {
+            let p = &topics[0].partitions[0];
+            assert_eq!(p.error, ErrorCode::None);
+            assert!(p.records_bytes() > 0, "the stored batches come back");
+        }
+        other => panic!("{other:?}"),
+    }
+
     // Garbage bytes: the broker closes the connection, serves others.
     let mut g = TcpStream::connect(b.addr()).expect("connect");
     g.write_all(&[0u8, 0, 0, 12, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])

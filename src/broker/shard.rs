@@ -379,7 +379,10 @@ impl Shard {
             } => {
                 let started = Instant::now();
                 let wait = Duration::from_millis(u64::from(max_wait_ms));
-                let resp = self.fetch(topics, wait, min_bytes as usize, max_bytes as usize).await;
+                // A response never exceeds what a frame may carry, however
+                // much the client asks for (reads are buffered in memory).
+                let max_bytes = (max_bytes as usize).min(self.config.frame_bytes_max);
+                let resp = self.fetch(topics, wait, min_bytes as usize, max_bytes).await;
                 self.metrics.fetch_latency.observe(started.elapsed());
                 resp
             }
@@ -545,16 +548,21 @@ impl Shard {
         }
     }
 
-    async fn fetch_round(self: &Rc<Self>, topics: &[FetchTopic]) -> Vec<FetchTopicResponse> {
+    /// One read of every asked partition, each bounded by its own
+    /// `max_bytes` and by `max_bytes_total`.
+    async fn fetch_round(self: &Rc<Self>, topics: &[FetchTopic], max_bytes_total: usize) -> Vec<FetchTopicResponse> {
         let mut tasks = Vec::new();
         for t in topics {
             let parts = t
                 .partitions
                 .iter()
                 .map(|p| {
-                    let fut = self
-                        .clone()
-                        .fetch_one(t.name.clone(), p.partition, p.offset, p.max_bytes as usize);
+                    let fut = self.clone().fetch_one(
+                        t.name.clone(),
+                        p.partition,
+                        p.offset,
+                        (p.max_bytes as usize).min(max_bytes_total),
+                    );
                     glommio::spawn_local(fut)
                 })
                 .collect::<Vec<_>>();
@@ -583,7 +591,7 @@ impl Shard {
         max_bytes: usize,
     ) -> Response {
         let deadline = Instant::now() + max_wait;
-        let mut result = self.fetch_round(&topics).await;
+        let mut result = self.fetch_round(&topics, max_bytes).await;
         let total: usize = result
             .iter()
             .flat_map(|t| &t.partitions)
@@ -613,7 +621,7 @@ impl Shard {
             })
             .await;
             drop(waiters);
-            result = self.fetch_round(&topics).await;
+            result = self.fetch_round(&topics, max_bytes).await;
         }
         let mut budget = max_bytes;
         let mut first = true;
