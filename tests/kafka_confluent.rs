@@ -10,62 +10,34 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::Broker;
+use common::{create_topic_cli, require_python_module, wait_bounded, Broker};
 
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(150);
 const PARTITIONS: u32 = 6;
 
 #[test]
 fn librdkafka_codecs_group_of_three_and_resume_from_commits() {
-    let has_client = Command::new("python3")
-        .args(["-c", "import confluent_kafka"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        has_client,
-        "python3 with confluent-kafka is not installed: `pip install confluent-kafka` (CI installs it in .ci/run)"
-    );
+    require_python_module("confluent_kafka", "confluent-kafka");
     let broker = Broker::start(2, &["--group-initial-rebalance-delay-ms", "300"]);
-    let created = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["topic", "create", "--bootstrap", &broker.bootstrap(), "rdk"])
-        .args(["--partitions", &PARTITIONS.to_string()])
-        .status()
-        .expect("sluice topic create runs");
-    assert!(created.success(), "creating the topic failed");
+    create_topic_cli(&broker, "rdk", PARTITIONS);
     let script = format!("{}/tests/kafka/confluent_group.py", env!("CARGO_MANIFEST_DIR"));
     let mut child = Command::new("python3")
         .arg(&script)
         .args([broker.kafka_bootstrap(), "rdk".into(), PARTITIONS.to_string()])
         .spawn()
         .expect("python3 runs");
-    let deadline = Instant::now() + SCRIPT_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("confluent_group.py did not finish within {SCRIPT_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_bounded(&mut child, "confluent_group.py", SCRIPT_TIMEOUT);
     assert!(status.success(), "confluent_group.py failed: {status}");
 }
 
 #[test]
 fn librdkafka_producer_rides_through_a_broker_crash_without_losing_acknowledged_records() {
     use std::io::{BufRead, BufReader};
+    require_python_module("confluent_kafka", "confluent-kafka");
     let mut broker = Broker::start(2, &[]);
-    let created = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["topic", "create", "--bootstrap", &broker.bootstrap(), "crash"])
-        .args(["--partitions", "3"])
-        .status()
-        .expect("sluice topic create runs");
-    assert!(created.success(), "creating the topic failed");
+    create_topic_cli(&broker, "crash", 3);
     let script = format!("{}/tests/kafka/confluent_restart.py", env!("CARGO_MANIFEST_DIR"));
     let mut child = Command::new("python3")
         .arg(&script)
@@ -98,18 +70,7 @@ fn librdkafka_producer_rides_through_a_broker_crash_without_losing_acknowledged_
     // Disarm the watchdog before reaping, so it can never signal a reused pid.
     let _ = done_tx.send(());
     let _ = watchdog.join();
-    let deadline = Instant::now() + SCRIPT_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("confluent_restart.py did not exit after closing its output");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_bounded(&mut child, "confluent_restart.py", SCRIPT_TIMEOUT);
     assert!(crashed, "the script never reported a third acknowledged");
     assert!(status.success(), "confluent_restart.py failed: {status}");
 }

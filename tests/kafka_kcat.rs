@@ -8,9 +8,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::Broker;
+use common::{create_topic_cli, wait_bounded, Broker};
 
 /// Longest any one kcat run may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -55,18 +55,7 @@ fn run(cmd: &mut Command, stdin: &[u8]) -> Output {
         let _ = err.read_to_end(&mut buf);
         buf
     });
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {RUN_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_bounded(&mut child, &format!("{cmd:?}"), RUN_TIMEOUT);
     feeder.join().expect("feeder");
     Output {
         status,
@@ -86,15 +75,6 @@ fn ok(cmd: &mut Command, stdin: &[u8]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
-fn create_topic(broker: &Broker, name: &str) {
-    ok(
-        Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["topic", "create", "--bootstrap", &broker.bootstrap(), name])
-            .args(["--partitions", &PARTITIONS.to_string()]),
-        b"",
-    );
-}
-
 fn lines(prefix: &str, n: usize) -> Vec<String> {
     (0..n)
         .map(|i| format!("{prefix}-key-{i}:{prefix} value {i} {}", "x".repeat(i % 13)))
@@ -106,7 +86,7 @@ fn kcat_lists_produces_and_consumes() {
     let kcat = kcat();
     let broker = Broker::start(2, &[]);
     let kafka = broker.kafka_bootstrap();
-    create_topic(&broker, "kc");
+    create_topic_cli(&broker, "kc", PARTITIONS);
 
     let listing = ok(Command::new(kcat).args(["-b", &kafka, "-L", "-m", "30"]), b"");
     assert!(listing.contains(&format!("broker 0 at {kafka}")), "{listing}");

@@ -9,27 +9,14 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use common::Broker;
+use common::{create_topic_cli, require_python_module, wait_bounded, Broker};
 
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
 const PARTITIONS: u32 = 3;
 const RECORDS: u32 = 2_000;
-
-/// Fails the test with a clear message when kafka-python is missing.
-fn require_kafka_python() {
-    let has_client = Command::new("python3")
-        .args(["-c", "import kafka"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        has_client,
-        "python3 with kafka-python is not installed: `pip install kafka-python` (CI installs it in .ci/run)"
-    );
-}
 
 /// Runs `tests/kafka/<script>` with `args` and asserts it succeeds in time.
 fn run_script(script: &str, args: &[String]) {
@@ -39,31 +26,15 @@ fn run_script(script: &str, args: &[String]) {
         .args(args)
         .spawn()
         .expect("python3 runs");
-    let deadline = Instant::now() + SCRIPT_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{script} did not finish within {SCRIPT_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_bounded(&mut child, script, SCRIPT_TIMEOUT);
     assert!(status.success(), "{script} failed: {status}");
 }
 
 #[test]
 fn kafka_python_produces_and_consumes_with_manual_assignment() {
-    require_kafka_python();
+    require_python_module("kafka", "kafka-python");
     let broker = Broker::start(2, &[]);
-    let created = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["topic", "create", "--bootstrap", &broker.bootstrap(), "py"])
-        .args(["--partitions", &PARTITIONS.to_string()])
-        .status()
-        .expect("sluice topic create runs");
-    assert!(created.success(), "creating the topic failed");
+    create_topic_cli(&broker, "py", PARTITIONS);
     let args = [
         broker.kafka_bootstrap(),
         "py".into(),
@@ -75,7 +46,7 @@ fn kafka_python_produces_and_consumes_with_manual_assignment() {
 
 #[test]
 fn kafka_python_admin_creates_describes_grows_and_deletes_a_topic() {
-    require_kafka_python();
+    require_python_module("kafka", "kafka-python");
     let broker = Broker::start(2, &[]);
     let args = [broker.kafka_bootstrap(), "admin".into(), "2".into(), "5".into()];
     run_script("python_admin.py", &args);

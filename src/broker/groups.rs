@@ -307,21 +307,14 @@ impl Shard {
     pub(super) async fn group_request(self: &Rc<Self>, req: Request, client: ClientInfo) -> Response {
         match req {
             Request::DescribeGroups { groups } if groups.len() != 1 => {
-                let mut out = Response::DescribeGroups { groups: Vec::new() };
-                for g in groups {
-                    let part =
-                        Box::pin(self.group_request(Request::DescribeGroups { groups: vec![g] }, client.clone()));
-                    merge(&mut out, part.await);
-                }
-                out
+                let one = |g| Request::DescribeGroups { groups: vec![g] };
+                self.per_group(groups, client, one, Response::DescribeGroups { groups: Vec::new() })
+                    .await
             }
             Request::DeleteGroups { groups } if groups.len() != 1 => {
-                let mut out = Response::DeleteGroups { groups: Vec::new() };
-                for g in groups {
-                    let part = Box::pin(self.group_request(Request::DeleteGroups { groups: vec![g] }, client.clone()));
-                    merge(&mut out, part.await);
-                }
-                out
+                let one = |g| Request::DeleteGroups { groups: vec![g] };
+                self.per_group(groups, client, one, Response::DeleteGroups { groups: Vec::new() })
+                    .await
             }
             req => {
                 let Some(group) = group_of(&req) else {
@@ -343,6 +336,22 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// A request about several groups, which may have different
+    /// coordinators: one request per group, the answers merged into `out`.
+    async fn per_group(
+        self: &Rc<Self>,
+        ids: Vec<String>,
+        client: ClientInfo,
+        one: fn(String) -> Request,
+        mut out: Response,
+    ) -> Response {
+        for g in ids {
+            let part = Box::pin(self.group_request(one(g), client.clone())).await;
+            merge(&mut out, part);
+        }
+        out
     }
 
     /// Answers for a group when no group has ever been used on this node.

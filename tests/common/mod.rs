@@ -259,3 +259,44 @@ where
         .join()
         .expect("test body does not panic")
 }
+
+/// Waits for `child` until `limit`, killing it (and failing the test) past
+/// that; returns its exit status.
+pub fn wait_bounded(child: &mut Child, what: &str, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Fails the test with a clear message when python3 cannot import `module`
+/// (installed by `pip install {package}`; CI's .ci/run installs it).
+pub fn require_python_module(module: &str, package: &str) {
+    let present = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        present,
+        "python3 with {package} is not installed: `pip install {package}` (CI installs it in .ci/run)"
+    );
+}
+
+/// Creates `name` with `partitions` partitions through the `sluice` CLI.
+pub fn create_topic_cli(broker: &Broker, name: &str, partitions: u32) {
+    let created = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["topic", "create", "--bootstrap", &broker.bootstrap(), name])
+        .args(["--partitions", &partitions.to_string()])
+        .status()
+        .expect("sluice topic create runs");
+    assert!(created.success(), "creating topic {name} failed");
+}
