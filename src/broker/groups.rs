@@ -26,7 +26,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
 use glommio::sync::Semaphore;
@@ -45,12 +45,6 @@ const SNAPSHOT_AT_SEGMENTS: usize = 3;
 const RECORDS_PER_BATCH_MAX: usize = 1000;
 /// Longest group id accepted.
 const GROUP_ID_BYTES_MAX: usize = 1024;
-
-fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// One shard's group coordination state.
 pub struct Groups {
@@ -585,7 +579,7 @@ impl Shard {
             .partition(OFFSETS_TOPIC, p)
             .ok_or(ErrorCode::CoordinatorNotAvailable)?;
         let log = part.log().clone();
-        let now = wall_ms();
+        let now = crate::record::now_ms();
         let _lock = self
             .groups
             .log_lock
@@ -629,7 +623,7 @@ impl Shard {
             return group_error(&Request::OffsetCommit(r), e);
         }
         let snap = self.meta.snapshot();
-        let commit_ms = wall_ms();
+        let commit_ms = crate::record::now_ms();
         let mut entries = Vec::new();
         let mut topics = Vec::new();
         for t in &r.topics {
@@ -790,7 +784,7 @@ impl Shard {
             Some(t) => t.shards.len() as u32,
             None => return,
         };
-        let now = wall_ms();
+        let now = crate::record::now_ms();
         for p in loaded {
             let expired: Vec<String> = self
                 .groups

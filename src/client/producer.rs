@@ -121,12 +121,6 @@ impl std::fmt::Debug for Producer {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// A `send` that could not append at once, holding its record.
 struct Waiting {
     topic: String,
@@ -193,7 +187,7 @@ impl Producer {
         } else if let Err(tx) = shared.try_append_now(topic, key.as_deref(), value.as_deref(), &headers, size, tx) {
             let waiting = Waiting {
                 topic: topic.to_string(),
-                timestamp_ms: now_ms(),
+                timestamp_ms: crate::record::now_ms(),
                 key,
                 value,
                 headers,
@@ -282,7 +276,7 @@ impl Shared {
         let result = match self.client.cached_partition_count(topic) {
             Some(partitions) if self.buffer.try_acquire(units).unwrap_or(false) => {
                 let record = NewRecord {
-                    timestamp_ms: now_ms(),
+                    timestamp_ms: crate::record::now_ms(),
                     key,
                     value,
                     headers,

@@ -32,4 +32,12 @@ pub use batch::{
 pub use builder::BatchBuilder;
 pub use codec::Compression;
 pub use error::RecordError;
+
+/// Now as a record timestamp: milliseconds since the Unix epoch (0 if the
+/// clock is before it).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 pub use records::{records, Record, RecordHeader, RecordIter};

@@ -275,9 +275,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, wire: Wire) {
 async fn retention_loop(shard: Rc<Shard>) {
     loop {
         glommio::timer::sleep(Duration::from_millis(shard.config.retention_check_interval_ms)).await;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = crate::record::now_ms();
         for part in shard.partitions() {
             match part.log().enforce_retention(now_ms).await {
                 Ok(out) if out.segments_deleted > 0 => tracing::info!(

@@ -22,7 +22,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use glommio::io::{DmaFile, OpenOptions};
@@ -123,12 +123,6 @@ impl State {
     fn size_bytes(&self) -> u64 {
         self.segments.values().map(|s| s.size).sum()
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Log {
@@ -432,7 +426,7 @@ impl Log {
         // timestamps alone: a producer stamping old times would otherwise
         // roll a new segment for every batch.
         let born = seg.created_ms.unwrap_or(seg.first_timestamp);
-        let too_old = now_ms().saturating_sub(born) > cfg.segment_age_ms_max as i64;
+        let too_old = crate::record::now_ms().saturating_sub(born) > cfg.segment_age_ms_max as i64;
         let offsets_full =
             seg.next_offset + i64::from(header.last_offset_delta) + 1 - seg.base_offset > i64::from(u32::MAX);
         too_big || too_old || offsets_full
@@ -1058,7 +1052,7 @@ async fn create_segment(dir: &Path, base: i64, cfg: &LogConfig) -> Result<Segmen
         }
     }
     let mut seg = Segment::new(base, Rc::new(file), path, cfg.index_interval_bytes);
-    seg.created_ms = Some(now_ms());
+    seg.created_ms = Some(crate::record::now_ms());
     seg.preallocated = reserved;
     Ok(seg)
 }
