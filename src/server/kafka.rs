@@ -35,7 +35,7 @@ const REQUESTS_QUEUED_MAX: usize = 256;
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let peer_addr = stream.peer_addr().ok();
     let peer = peer_addr.map_or_else(|| "?".to_string(), |a| a.to_string());
-    let client_host = peer_addr.map_or_else(|| "?".to_string(), |a| format!("/{}", a.ip()));
+    let client_host: std::sync::Arc<str> = peer_addr.map_or_else(|| "?".into(), |a| format!("/{}", a.ip()).into());
     let _ = stream.set_nodelay(true);
     let (mut rd, wr) = futures_lite::io::split(stream);
     // Each element is the answer-to-be of one request, in request order;

@@ -33,7 +33,7 @@ pub(super) fn join_request(member_id: &str, instance_id: Option<&str>, list: &[(
 pub(super) fn client(client_id: &str) -> ClientInfo {
     ClientInfo {
         client_id: client_id.to_owned(),
-        client_host: "/10.0.0.1".to_owned(),
+        client_host: "/10.0.0.1".into(),
     }
 }
 

@@ -99,7 +99,9 @@ impl Default for CoordinatorConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ClientInfo {
     pub client_id: String,
-    pub client_host: String,
+    /// Shared by every request of a connection: cloning it per request is a
+    /// reference count, not an allocation.
+    pub client_host: std::sync::Arc<str>,
 }
 
 /// What the IO layer must do after a call.
@@ -386,7 +388,7 @@ impl Coordinator {
                 member_id: member.id.clone(),
                 group_instance_id: member.instance_id.clone(),
                 client_id: member.client.client_id.clone(),
-                client_host: member.client.client_host.clone(),
+                client_host: member.client.client_host.to_string(),
                 metadata: protocol.map(|p| member.metadata_for(p)).unwrap_or_default(),
                 assignment: member
                     .assignment

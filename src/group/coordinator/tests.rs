@@ -688,7 +688,7 @@ fn describe_and_list_report_kafka_names() {
         member_id: id.to_owned(),
         group_instance_id: None,
         client_id: client_id.to_owned(),
-        client_host: "/10.0.0.1".to_owned(),
+        client_host: "/10.0.0.1".into(),
         metadata: Bytes::copy_from_slice(metadata.as_bytes()),
         assignment: Bytes::from(assignment),
     };
