@@ -10,10 +10,31 @@
 
 use bytes::Bytes;
 
-/// Stable error codes carried in responses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(i16)]
-pub enum ErrorCode {
+/// Defines [`ErrorCode`] and its wire mapping from one list, so a code
+/// cannot be added to the enum and forgotten in the decoder.
+macro_rules! error_codes {
+    ($($name:ident = $code:literal,)*) => {
+        /// Stable error codes carried in responses.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(i16)]
+        pub enum ErrorCode {
+            $($name = $code,)*
+        }
+
+        impl ErrorCode {
+            /// The error for a code received from the wire; unknown codes map to `Unknown`.
+            pub fn from_code(code: i16) -> ErrorCode {
+                match code {
+                    $($code => ErrorCode::$name,)*
+                    _ => ErrorCode::Unknown,
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    Unknown = -1,
     None = 0,
     OffsetOutOfRange = 1,
     CorruptMessage = 2,
@@ -27,6 +48,7 @@ pub enum ErrorCode {
     NotCoordinator = 16,
     InvalidTopic = 17,
     NotEnoughReplicas = 19,
+    InvalidRequiredAcks = 21,
     IllegalGeneration = 22,
     InconsistentGroupProtocol = 23,
     InvalidGroupId = 24,
@@ -37,59 +59,26 @@ pub enum ErrorCode {
     UnsupportedVersion = 35,
     TopicAlreadyExists = 36,
     InvalidPartitions = 37,
+    InvalidReplicationFactor = 38,
     InvalidConfig = 40,
     InvalidRequest = 42,
+    OutOfOrderSequenceNumber = 45,
+    DuplicateSequenceNumber = 46,
+    InvalidProducerEpoch = 47,
     StorageError = 56,
+    UnknownProducerId = 59,
     NonEmptyGroup = 68,
     GroupIdNotFound = 69,
+    FetchSessionIdNotFound = 70,
     MemberIdRequired = 79,
     GroupMaxSizeReached = 81,
     FencedInstanceId = 82,
-    Unknown = -1,
+    InvalidRecord = 87,
 }
 
 impl ErrorCode {
     pub fn code(self) -> i16 {
         self as i16
-    }
-
-    /// The error for a code received from the wire; unknown codes map to `Unknown`.
-    pub fn from_code(code: i16) -> ErrorCode {
-        use ErrorCode::*;
-        match code {
-            0 => None,
-            1 => OffsetOutOfRange,
-            2 => CorruptMessage,
-            3 => UnknownTopicOrPartition,
-            6 => NotLeaderOrFollower,
-            7 => RequestTimedOut,
-            10 => MessageTooLarge,
-            12 => OffsetMetadataTooLarge,
-            14 => CoordinatorLoadInProgress,
-            15 => CoordinatorNotAvailable,
-            16 => NotCoordinator,
-            17 => InvalidTopic,
-            19 => NotEnoughReplicas,
-            22 => IllegalGeneration,
-            23 => InconsistentGroupProtocol,
-            24 => InvalidGroupId,
-            25 => UnknownMemberId,
-            26 => InvalidSessionTimeout,
-            27 => RebalanceInProgress,
-            28 => InvalidCommitOffsetSize,
-            35 => UnsupportedVersion,
-            36 => TopicAlreadyExists,
-            37 => InvalidPartitions,
-            40 => InvalidConfig,
-            42 => InvalidRequest,
-            56 => StorageError,
-            68 => NonEmptyGroup,
-            69 => GroupIdNotFound,
-            79 => MemberIdRequired,
-            81 => GroupMaxSizeReached,
-            82 => FencedInstanceId,
-            _ => Unknown,
-        }
     }
 
     /// Errors a client may retry after a short back-off.

@@ -56,7 +56,6 @@ pub(super) fn produce(req: ProduceRequest) -> Decoded {
             timeout_ms: ms_in(req.timeout_ms),
             topics,
         }),
-        // Kafka's INVALID_REQUIRED_ACKS has no neutral code yet.
         None => Decoded::Response(Response::Produce {
             topics: topics
                 .into_iter()
@@ -67,7 +66,7 @@ pub(super) fn produce(req: ProduceRequest) -> Decoded {
                         .into_iter()
                         .map(|p| api::ProducePartitionResponse {
                             partition: p.partition,
-                            error: ErrorCode::InvalidRequest,
+                            error: ErrorCode::InvalidRequiredAcks,
                             base_offset: -1,
                             log_start_offset: -1,
                         })
@@ -103,9 +102,10 @@ pub(super) fn produce_response(topics: Vec<api::ProduceTopicResponse>) -> Produc
 
 /// A sessionless fetch (the answer's session id is 0, so clients send
 /// full fetches). Incremental sessions are refused.
-pub(super) fn fetch(req: FetchRequest) -> Result<Request, String> {
+pub(super) fn fetch(req: FetchRequest) -> Decoded {
     if req.session_id != 0 {
-        return Err(format!("fetch session {} does not exist", req.session_id));
+        let why = format!("fetch session {} does not exist", req.session_id);
+        return Decoded::Refused(ErrorCode::FetchSessionIdNotFound, why);
     }
     let topics = req
         .topics
@@ -123,7 +123,7 @@ pub(super) fn fetch(req: FetchRequest) -> Result<Request, String> {
                 .collect(),
         })
         .collect();
-    Ok(Request::Fetch {
+    Decoded::Request(Request::Fetch {
         max_wait_ms: ms_in(req.max_wait_ms),
         min_bytes: u32::try_from(req.min_bytes).unwrap_or(0),
         max_bytes: u32::try_from(req.max_bytes).unwrap_or(u32::MAX),

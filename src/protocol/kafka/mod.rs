@@ -105,6 +105,8 @@ enum Decoded {
     Response(api::Response),
     /// A request whose answer also needs the echo.
     WithEcho(api::Request, Echo),
+    /// Refused as a whole with this error (the API's error response).
+    Refused(ErrorCode, String),
 }
 
 /// Parses the 4-byte size prefix of a frame, bounded by `frame_bytes_max`.
@@ -167,6 +169,7 @@ pub fn decode_request(mut frame: Bytes, node: &Advertised) -> Result<(Header, Ac
             Action::Broker(req)
         }
         Ok(Decoded::Response(resp)) => Action::Reply(encode_response(&header, node, resp)),
+        Ok(Decoded::Refused(error, why)) => error_action(&header, error, &why),
         Err(e) => {
             tracing::debug!(api = ?header.api_key, version = header.version, error = %e, "undecodable request body");
             error_action(&header, ErrorCode::InvalidRequest, &e)
@@ -190,7 +193,7 @@ fn decode_body(key: ApiKey, v: i16, body: &mut Bytes) -> Result<Decoded, String>
     }
     let req = match key {
         ApiKey::Produce => return Ok(data::produce(dec::<m::ProduceRequest>(body, v)?)),
-        ApiKey::Fetch => data::fetch(dec::<m::FetchRequest>(body, v)?)?,
+        ApiKey::Fetch => return Ok(data::fetch(dec::<m::FetchRequest>(body, v)?)),
         ApiKey::ListOffsets => data::list_offsets(dec::<m::ListOffsetsRequest>(body, v)?),
         ApiKey::Metadata => data::metadata(dec::<m::MetadataRequest>(body, v)?),
         ApiKey::CreateTopics => return Ok(data::create_topics(dec::<m::CreateTopicsRequest>(body, v)?)),

@@ -173,8 +173,17 @@ fn produce_records_are_slices_of_the_frame() {
     let resp = ProduceResponse::decode(&mut body, 9).expect("body");
     assert_eq!(
         resp.responses[0].partition_responses[0].error_code,
-        ErrorCode::InvalidRequest.code()
+        ErrorCode::InvalidRequiredAcks.code()
     );
+}
+
+#[test]
+fn an_incremental_fetch_session_is_refused_with_its_own_code() {
+    let body = FetchRequest::default().with_session_id(7).with_session_epoch(1);
+    let (_, action) = decode_request(request(ApiKey::Fetch, 12, 3, &body), &node()).expect("decodes");
+    let (_, mut body) = answer(&reply(action), ApiKey::Fetch, 12);
+    let resp = FetchResponse::decode(&mut body, 12).expect("body");
+    assert_eq!(resp.error_code, ErrorCode::FetchSessionIdNotFound.code());
 }
 
 #[test]
