@@ -124,10 +124,11 @@ pub enum ApiKey {
     DescribeGroups = 15,
     DeleteGroups = 16,
     CreatePartitions = 17,
+    InitProducerId = 18,
 }
 
 impl ApiKey {
-    pub const ALL: [ApiKey; 18] = [
+    pub const ALL: [ApiKey; 19] = [
         ApiKey::ApiVersions,
         ApiKey::Metadata,
         ApiKey::CreateTopics,
@@ -146,6 +147,7 @@ impl ApiKey {
         ApiKey::DescribeGroups,
         ApiKey::DeleteGroups,
         ApiKey::CreatePartitions,
+        ApiKey::InitProducerId,
     ];
 
     pub fn from_u16(v: u16) -> Option<ApiKey> {
@@ -417,6 +419,19 @@ pub enum Request {
         topics: Vec<NewPartitions>,
         validate_only: bool,
     },
+    /// A producer id for an idempotent producer (Kafka's InitProducerId).
+    /// Without a transactional id the broker hands out a fresh id with
+    /// epoch 0 whatever `producer_id`/`producer_epoch` say (KIP-360: a
+    /// non-transactional producer that lost its state simply starts over);
+    /// with one it refuses: transactions are not supported.
+    InitProducerId {
+        transactional_id: Option<String>,
+        /// Only meaningful with a transactional id.
+        transaction_timeout_ms: i32,
+        /// The id and epoch the producer already has, -1 if none.
+        producer_id: i64,
+        producer_epoch: i16,
+    },
 }
 
 /// A topic to grow in CreatePartitions.
@@ -448,6 +463,7 @@ impl Request {
             Request::DescribeGroups { .. } => ApiKey::DescribeGroups,
             Request::DeleteGroups { .. } => ApiKey::DeleteGroups,
             Request::CreatePartitions { .. } => ApiKey::CreatePartitions,
+            Request::InitProducerId { .. } => ApiKey::InitProducerId,
         }
     }
 }
@@ -715,6 +731,12 @@ pub enum Response {
     },
     CreatePartitions {
         topics: Vec<TopicResult>,
+    },
+    /// `producer_id` and `producer_epoch` are -1 on error.
+    InitProducerId {
+        error: ErrorCode,
+        producer_id: i64,
+        producer_epoch: i16,
     },
     Error {
         error: ErrorCode,

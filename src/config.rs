@@ -69,6 +69,7 @@ struct FileConfig {
     group_max_session_timeout_ms: Option<u32>,
     retention_check_interval_ms: Option<u64>,
     offsets_segment_bytes: Option<u64>,
+    producer_id_expiration_ms: Option<u64>,
 }
 
 /// The broker's resolved configuration.
@@ -116,6 +117,9 @@ pub struct ServeConfig {
     /// Segment size of `__consumer_offsets`: its history is dropped a
     /// segment at a time once the live offsets are rewritten.
     pub offsets_segment_bytes: u64,
+    /// A partition forgets an idempotent producer that has written nothing
+    /// to it for this long (Kafka's producer.id.expiration.ms).
+    pub producer_id_expiration_ms: u64,
 }
 
 impl Default for ServeConfig {
@@ -150,6 +154,7 @@ impl Default for ServeConfig {
             group_max_session_timeout_ms: 300_000,
             retention_check_interval_ms: 60_000,
             offsets_segment_bytes: 8 << 20,
+            producer_id_expiration_ms: 24 * 3600 * 1000,
         }
     }
 }
@@ -199,6 +204,7 @@ impl ServeConfig {
             take!(group_max_session_timeout_ms);
             take!(retention_check_interval_ms);
             take!(offsets_segment_bytes);
+            take!(producer_id_expiration_ms);
             if let Some(v) = file.shard_port_base {
                 cfg.shard_port_base = v;
                 shard_base_set = true;

@@ -163,6 +163,25 @@ fn requests() -> Vec<Request> {
             topics: vec![],
             validate_only: false,
         },
+        Request::InitProducerId {
+            transactional_id: None,
+            transaction_timeout_ms: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+        },
+        // "" is present, not absent: it must not read as non-transactional.
+        Request::InitProducerId {
+            transactional_id: Some(String::new()),
+            transaction_timeout_ms: 60_000,
+            producer_id: 0,
+            producer_epoch: 0,
+        },
+        Request::InitProducerId {
+            transactional_id: Some("ünïcødé-tx".into()),
+            transaction_timeout_ms: i32::MIN,
+            producer_id: i64::MAX,
+            producer_epoch: i16::MAX,
+        },
         produce_request(),
         Request::Produce {
             acks: Acks::None,
@@ -332,6 +351,22 @@ fn responses() -> Vec<(ApiKey, Response)> {
             },
         ),
         (ApiKey::CreatePartitions, Response::CreatePartitions { topics: vec![] }),
+        (
+            ApiKey::InitProducerId,
+            Response::InitProducerId {
+                error: ErrorCode::None,
+                producer_id: 0,
+                producer_epoch: 0,
+            },
+        ),
+        (
+            ApiKey::InitProducerId,
+            Response::InitProducerId {
+                error: ErrorCode::UnsupportedVersion,
+                producer_id: -1,
+                producer_epoch: -1,
+            },
+        ),
         (
             ApiKey::Produce,
             Response::Produce {
@@ -799,6 +834,54 @@ proptest! {
             bytes.truncate(at.index(bytes.len()));
         }
         decode_both(Bytes::from(bytes), *api);
+    }
+}
+
+fn init_producer_id_request() -> impl Strategy<Value = Request> {
+    let transactional_id = proptest::option::of(prop_oneof![Just(String::new()), "\\PC{1,16}"]);
+    (transactional_id, any::<i32>(), any::<i64>(), any::<i16>()).prop_map(
+        |(transactional_id, transaction_timeout_ms, producer_id, producer_epoch)| Request::InitProducerId {
+            transactional_id,
+            transaction_timeout_ms,
+            producer_id,
+            producer_epoch,
+        },
+    )
+}
+
+fn init_producer_id_response() -> impl Strategy<Value = Response> {
+    let error = prop::sample::select(vec![
+        ErrorCode::None,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::InvalidRequest,
+        ErrorCode::StorageError,
+        ErrorCode::Unknown,
+    ]);
+    (error, any::<i64>(), any::<i16>()).prop_map(|(error, producer_id, producer_epoch)| Response::InitProducerId {
+        error,
+        producer_id,
+        producer_epoch,
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_init_producer_id_requests_round_trip(req in init_producer_id_request(), correlation_id in any::<i32>()) {
+        let h = header(ApiKey::InitProducerId, correlation_id);
+        let (h2, req2) = decode_request(frame_body(&encode_request(&h, &req))).unwrap();
+        prop_assert_eq!(h2, h);
+        prop_assert_eq!(req2, req);
+    }
+
+    #[test]
+    fn arbitrary_init_producer_id_responses_round_trip(resp in init_producer_id_response(), correlation_id in any::<i32>()) {
+        let h = ResponseHeader { correlation_id };
+        let body = frame_body(&encode_response(&h, ApiKey::InitProducerId, &resp));
+        let (h2, resp2) = decode_response(body, ApiKey::InitProducerId).unwrap();
+        prop_assert_eq!(h2, h);
+        prop_assert_eq!(resp2, resp);
     }
 }
 

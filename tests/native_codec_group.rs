@@ -382,6 +382,7 @@ fn answered_api(resp: &Response) -> ApiKey {
         Response::DescribeGroups { .. } => ApiKey::DescribeGroups,
         Response::DeleteGroups { .. } => ApiKey::DeleteGroups,
         Response::CreatePartitions { .. } => ApiKey::CreatePartitions,
+        Response::InitProducerId { .. } => ApiKey::InitProducerId,
         Response::Error { .. } => unreachable!("Error answers any api"),
     }
 }

@@ -702,3 +702,130 @@ fn preallocation_runs_a_step_ahead_not_a_whole_segment() {
         assert_eq!(log.segment_count(), 1);
     });
 }
+
+/// A batch of `n` records from idempotent producer `pid` (epoch 0)
+/// starting at sequence `seq`.
+fn producer_batch(pid: i64, seq: i32, n: usize) -> BytesMut {
+    let mut b = BatchBuilder::new(Compression::None).producer(pid, 0, seq);
+    for i in 0..n {
+        let value = format!("{pid}:{}:{}", seq as usize + i, "v".repeat(200));
+        b.push(t0() + i as i64, None, Some(value.as_bytes()), &[]);
+    }
+    b.build().expect("builds")
+}
+
+/// A batch of a producer, (producer id, first sequence), and where it
+/// landed, (base offset, last offset).
+type Landed = ((i64, i32), (i64, i64));
+
+/// Appends the next batch of each of three producers, `rounds` times, and
+/// returns where each batch landed.
+async fn produce_rounds(log: &Log, rounds: i32, seq0: i32) -> Vec<Landed> {
+    let mut landed = Vec::new();
+    for r in 0..rounds {
+        for pid in 1..=3i64 {
+            let seq = seq0 + r * 4;
+            let info = log.append(producer_batch(pid, seq, 4), 0).await.expect("append");
+            assert!(!info.duplicate, "fresh batch taken as a duplicate");
+            landed.push(((pid, seq), (info.base_offset, info.last_offset)));
+        }
+    }
+    landed
+}
+
+/// Every batch in `landed` is recognised as a duplicate at its offsets,
+/// and nothing is appended for them.
+async fn assert_retries_are_duplicates(log: &Log, landed: &[Landed]) {
+    let end = log.next_offset();
+    for &((pid, seq), (base, last)) in landed {
+        let info = log.append(producer_batch(pid, seq, 4), 0).await.expect("retry");
+        assert!(info.duplicate, "retry of {pid}/{seq} appended again");
+        assert_eq!((info.base_offset, info.last_offset), (base, last));
+    }
+    assert_eq!(log.next_offset(), end);
+}
+
+#[test]
+fn idempotent_retries_are_recognised_across_rolls_crashes_and_clean_restarts() {
+    run(|| async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = small_config();
+        let log = Log::open(dir.path(), cfg.clone()).await.expect("open");
+        // Enough rounds to roll several segments (16 KiB each).
+        let early = produce_rounds(&log, 40, 0).await;
+        assert!(log.segment_count() > 2, "the test must cross rolls");
+        let last: Vec<_> = early[early.len() - 15..].to_vec();
+        assert_retries_are_duplicates(&log, &last).await;
+        // A gap is refused, and nothing is written.
+        let end = log.next_offset();
+        let gap = log.append(producer_batch(1, 40 * 4 + 1, 1), 0).await;
+        assert!(matches!(gap, Err(StorageError::Sequence(_))), "gap accepted: {gap:?}");
+        assert_eq!(log.next_offset(), end);
+
+        // Crash: drop without close (everything was durable: append waits).
+        drop(log);
+        let log = Log::open(dir.path(), cfg.clone()).await.expect("reopen after crash");
+        assert_eq!(log.producer_count(), 3);
+        assert_retries_are_duplicates(&log, &last).await;
+        let more = produce_rounds(&log, 3, 40 * 4).await;
+
+        // Clean close writes a snapshot at the end: nothing to replay.
+        log.close().await.expect("close");
+        let log = Log::open(dir.path(), cfg.clone()).await.expect("reopen after close");
+        assert_retries_are_duplicates(&log, &more).await;
+
+        // Damage every snapshot: the state is rebuilt from the log alone.
+        log.close().await.expect("close");
+        let mut damaged = 0;
+        for entry in std::fs::read_dir(dir.path()).expect("list") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "producers") {
+                let mut bytes = std::fs::read(&path).expect("read snapshot");
+                let at = bytes.len() / 2;
+                bytes[at] ^= 0xff;
+                std::fs::write(&path, bytes).expect("write snapshot");
+                damaged += 1;
+            }
+        }
+        assert!(damaged >= 2, "snapshots at rolls and at close: {damaged}");
+        let log = Log::open(dir.path(), cfg.clone())
+            .await
+            .expect("reopen with damaged snapshots");
+        assert_retries_are_duplicates(&log, &more).await;
+
+        // Truncating away a producer's last batches rewinds its sequence:
+        // the batch after the cut is new again, and lands at the cut.
+        let &((pid, seq), (base, _)) = more.last().expect("batches");
+        let cut = log.truncate_to(base).await.expect("truncate");
+        assert_eq!(cut, base);
+        let info = log
+            .append(producer_batch(pid, seq, 4), 0)
+            .await
+            .expect("append after cut");
+        assert!(!info.duplicate);
+        assert_eq!(info.base_offset, base);
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn idle_producers_are_forgotten_by_the_retention_pass() {
+    run(|| async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = LogConfig {
+            producer_id_expiration_ms: 60_000,
+            ..small_config()
+        };
+        let log = Log::open(dir.path(), cfg).await.expect("open");
+        log.append(producer_batch(9, 0, 2), 0).await.expect("append");
+        let now = record::now_ms();
+        log.enforce_retention(now).await.expect("retention");
+        assert_eq!(log.producer_count(), 1);
+        log.enforce_retention(now + 120_000).await.expect("retention");
+        assert_eq!(log.producer_count(), 0);
+        // Its next batch is now from an unknown producer mid-sequence.
+        let next = log.append(producer_batch(9, 2, 1), 0).await;
+        assert!(matches!(next, Err(StorageError::Sequence(_))), "{next:?}");
+        log.close().await.expect("close");
+    });
+}

@@ -11,18 +11,19 @@
 //! stops the node with a clear message (it is never silently replaced).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
+use super::node_file::{self, Envelope};
 use crate::api::{ErrorCode, FlushConfig, TopicConfig};
 
-const MAGIC: u32 = 0x534c_4d44; // "SLMD"
-const VERSION: u16 = 1;
-const HEADER_BYTES: usize = 16;
-const BODY_BYTES_MAX: usize = 64 << 20;
+const ENVELOPE: Envelope = Envelope {
+    magic: 0x534c_4d44, // "SLMD"
+    version: 1,
+    body_bytes_max: 64 << 20,
+};
 /// Kafka's limit on topic name length.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 /// Partitions one topic may have on this node.
@@ -225,16 +226,8 @@ impl MetadataStore {
     /// Blocking file I/O: called only for admin operations, on shard 0.
     pub fn update(&self, next: Metadata) -> Result<(), String> {
         let bytes = encode(&next)?;
-        let tmp = self.dir.join("topics.tmp");
-        let path = self.dir.join("topics");
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(&self.dir)?.sync_all()
-        };
-        write().map_err(|e| format!("writing {}: {e}", path.display()))?;
+        node_file::replace(&self.dir, "topics", &bytes)
+            .map_err(|e| format!("writing {}: {e}", self.dir.join("topics").display()))?;
         let next = Arc::new(next);
         match self.current.write() {
             Ok(mut g) => *g = next,
@@ -257,37 +250,11 @@ fn encode(meta: &Metadata) -> Result<Vec<u8>, String> {
             .collect(),
     };
     let body = toml::to_string(&file).map_err(|e| format!("encoding metadata: {e}"))?;
-    let body = body.as_bytes();
-    let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
-    out.extend_from_slice(&MAGIC.to_be_bytes());
-    out.extend_from_slice(&VERSION.to_be_bytes());
-    out.extend_from_slice(&0u16.to_be_bytes());
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&crc32c::crc32c(body).to_be_bytes());
-    out.extend_from_slice(body);
-    Ok(out)
+    Ok(ENVELOPE.seal(body.as_bytes()))
 }
 
 fn decode(bytes: &[u8]) -> Result<Metadata, String> {
-    if bytes.len() < HEADER_BYTES {
-        return Err("file too short".into());
-    }
-    let u32_at = |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-    if u32_at(0) != MAGIC {
-        return Err("bad magic".into());
-    }
-    let version = u16::from_be_bytes([bytes[4], bytes[5]]);
-    if version != VERSION {
-        return Err(format!("unknown version {version}"));
-    }
-    let len = u32_at(8) as usize;
-    if len > BODY_BYTES_MAX || bytes.len() != HEADER_BYTES + len {
-        return Err("length mismatch".into());
-    }
-    let body = &bytes[HEADER_BYTES..];
-    if crc32c::crc32c(body) != u32_at(12) {
-        return Err("CRC mismatch".into());
-    }
+    let body = ENVELOPE.open(bytes)?;
     let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
     let file: MetadataFile = toml::from_str(text).map_err(|e| e.to_string())?;
     let mut meta = Metadata::default();

@@ -16,6 +16,7 @@ use crate::api::{
     ProducePartitionResponse, TopicConfig,
 };
 use crate::record::{self, RecordError};
+use crate::storage::producers::SequenceError;
 use crate::storage::{FlushPolicy, Log, LogConfig, StorageError};
 use crate::watermark::Watermark;
 
@@ -57,6 +58,12 @@ pub fn error_code(e: &StorageError) -> ErrorCode {
         StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
         StorageError::Config(_) => ErrorCode::InvalidConfig,
         StorageError::Io { .. } | StorageError::Failed { .. } => ErrorCode::StorageError,
+        StorageError::Sequence(e) => match e {
+            SequenceError::StaleEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+            SequenceError::OutOfOrder { .. } => ErrorCode::OutOfOrderSequenceNumber,
+            SequenceError::UnknownProducer { .. } => ErrorCode::UnknownProducerId,
+            SequenceError::Invalid { .. } => ErrorCode::InvalidRecord,
+        },
     }
 }
 
@@ -112,7 +119,6 @@ impl Partition {
         };
         let max = self.log.config().batch_bytes_max;
         let mut spans = Vec::new();
-        let mut records_count = 0u64;
         let mut at = 0usize;
         while at < records.len() {
             let size = match record::batch_size(&records[at..], max) {
@@ -125,11 +131,14 @@ impl Partition {
                 }
                 Err(_) => return fail(ErrorCode::CorruptMessage),
             };
-            match record::validate(&records[at..at + size], max) {
-                Ok(h) => records_count += h.records_count.max(0) as u64,
+            let count = match record::validate(&records[at..at + size], max) {
+                // Transactions are not supported (InitProducerId refuses
+                // transactional ids), and control batches are the broker's.
+                Ok(h) if h.is_transactional() || h.is_control() => return fail(ErrorCode::InvalidRecord),
+                Ok(h) => h.records_count.max(0) as u64,
                 Err(e) => return fail(error_code(&StorageError::InvalidBatch(e))),
-            }
-            spans.push(at..at + size);
+            };
+            spans.push((at..at + size, count));
             at += size;
         }
         if spans.is_empty() {
@@ -137,15 +146,25 @@ impl Partition {
         }
         let mut base_offset = -1;
         let mut end = -1;
-        for span in spans {
+        let mut records_count = 0u64;
+        for (span, count) in spans {
             // One copy: the stored batch is stamped in place, and the
             // receive buffer is shared with the other partitions' data.
             match self.log.append_buffered(BytesMut::from(&records[span]), 0).await {
+                Err(StorageError::Sequence(e)) => {
+                    tracing::debug!(topic = %self.topic, partition = self.index, error = %e, "refused a producer's batch");
+                    return fail(error_code(&StorageError::Sequence(e)));
+                }
                 Ok(info) => {
                     if base_offset < 0 {
                         base_offset = info.base_offset;
                     }
-                    end = info.last_offset + 1;
+                    // A duplicate is answered as the original was; it still
+                    // waits for the original to be durable under acks=all.
+                    end = end.max(info.last_offset + 1);
+                    if !info.duplicate {
+                        records_count += count;
+                    }
                 }
                 Err(e) => return fail(error_code(&e)),
             }

@@ -2,7 +2,7 @@
 //! partitions outright, answers requests that reach it on a connection, and
 //! reaches partitions of other shards only by messages over the cross-shard
 //! mesh. Shard 0 is also the node's controller: it alone changes topic
-//! metadata.
+//! metadata and hands out producer ids.
 //!
 //! Invariants: a `Partition` is touched only by the shard whose id the
 //! metadata names for it; state here is `!Send` and never borrowed across
@@ -22,12 +22,13 @@ use glommio::channels::channel_mesh::Senders;
 use super::groups::Groups;
 use super::metadata::{self, MetadataStore, TopicMeta};
 use super::partition::{log_config, Partition};
+use super::producer_ids::{ProducerIdAllocator, ProducerIds};
 use crate::api::*;
 use crate::config::ServeConfig;
 use crate::group::coordinator::ClientInfo;
 use crate::group::offsets::OFFSETS_TOPIC;
 use crate::metrics::ShardMetrics;
-use crate::storage::{CacheBudget, Log};
+use crate::storage::{CacheBudget, Log, LogConfig};
 use crate::watermark::Watermark;
 
 type Reply<T> = oneshot::Sender<T>;
@@ -97,6 +98,10 @@ pub enum ShardMsg {
         states: Vec<String>,
         reply: Reply<Vec<ListedGroup>>,
     },
+    /// To shard 0: a fresh producer id (an InitProducerId answer).
+    InitProducerId {
+        reply: Reply<Response>,
+    },
 }
 
 /// One shard's state.
@@ -118,6 +123,8 @@ pub struct Shard {
     cache_budget: Rc<CacheBudget>,
     /// The consumer groups this shard coordinates.
     pub(super) groups: Groups,
+    /// The producer id allocator (shard 0 only).
+    pub(super) producer_ids: ProducerIds,
 }
 
 fn unknown_produce(partition: u32) -> ProducePartitionResponse {
@@ -147,7 +154,9 @@ impl Shard {
         mesh: Senders<ShardMsg>,
         peer_of_shard: Vec<usize>,
         metrics: Arc<ShardMetrics>,
+        producer_ids: Option<ProducerIdAllocator>,
     ) -> Rc<Shard> {
+        assert_eq!(producer_ids.is_some(), id == 0, "the allocator lives on shard 0 alone");
         let cache_budget = CacheBudget::new(config.cache_bytes_max_per_shard);
         let config_for_groups = config.clone();
         Rc::new(Shard {
@@ -162,6 +171,7 @@ impl Shard {
             drained: Watermark::new(0),
             metrics,
             groups: Groups::new(&config_for_groups, id as u64),
+            producer_ids: ProducerIds::new(producer_ids),
         })
     }
 
@@ -199,11 +209,14 @@ impl Shard {
                 continue;
             }
             let dir = self.config.data_dir.join(format!("{}-{p}", topic.name));
-            let cfg = log_config(
-                &topic.config,
-                &self.config.topic_defaults,
-                self.config.cache_bytes_max_per_partition,
-            );
+            let cfg = LogConfig {
+                producer_id_expiration_ms: self.config.producer_id_expiration_ms,
+                ..log_config(
+                    &topic.config,
+                    &self.config.topic_defaults,
+                    self.config.cache_bytes_max_per_partition,
+                )
+            };
             let log = Log::open_with_cache_budget(&dir, cfg, Some(self.cache_budget.clone()))
                 .await
                 .map_err(|e| format!("opening {}-{p}: {e}", topic.name))?;
@@ -330,6 +343,9 @@ impl Shard {
             ShardMsg::ListGroups { states, reply } => {
                 let _ = reply.send(self.list_groups_local(&states).await);
             }
+            ShardMsg::InitProducerId { reply } => {
+                let _ = reply.send(self.allocate_producer_id());
+            }
         }
     }
 
@@ -389,6 +405,7 @@ impl Shard {
             Request::ListOffsets { topics } => self.list_offsets(topics).await,
             Request::FindCoordinator { group_id } => self.find_coordinator(group_id).await,
             Request::ListGroups { states } => self.list_groups(states).await,
+            Request::InitProducerId { transactional_id, .. } => self.init_producer_id(transactional_id, client).await,
             req @ (Request::JoinGroup(_)
             | Request::SyncGroup(_)
             | Request::Heartbeat(_)

@@ -1,8 +1,9 @@
 //! Admin operations on a `Client`: create, delete, grow, list and describe
-//! topics, look up offsets, and list, describe, reset and delete consumer
-//! groups (the broker routes group requests to their coordinator). Topic changes go to any broker (the broker
-//! forwards them to its controller); offset lookups go to each partition's
-//! owner.
+//! topics, look up offsets, get a producer id, and list, describe, reset
+//! and delete consumer groups (the broker routes group requests to their
+//! coordinator). Topic changes and producer ids go to any broker (the
+//! broker forwards them to its controller); offset lookups go to each
+//! partition's owner.
 //!
 //! Creating and deleting are not retried: a timed-out create may have
 //! happened, and a retry would report "already exists".
@@ -90,6 +91,27 @@ impl Client {
             tracing::debug!(error = %e, "metadata refresh after create_partitions failed");
         }
         Ok(())
+    }
+
+    /// A fresh producer id (epoch 0) for an idempotent producer: unique on
+    /// this broker for the life of its data, restarts included. Not retried
+    /// here: a retry is harmless but burns an id, so the caller decides.
+    pub async fn init_producer_id(&self) -> Result<(i64, i16), ClientError> {
+        let req = Request::InitProducerId {
+            transactional_id: None,
+            transaction_timeout_ms: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+        };
+        match self.send_any(req).await? {
+            Response::InitProducerId {
+                error: ErrorCode::None,
+                producer_id,
+                producer_epoch,
+            } => Ok((producer_id, producer_epoch)),
+            Response::InitProducerId { error, .. } => Err(ClientError::broker(error, "InitProducerId")),
+            other => Err(unexpected("InitProducerId", &other)),
+        }
     }
 
     /// Every topic, sorted by name, with partitions and config.

@@ -246,6 +246,7 @@ pub(crate) fn unexpected(wanted: &str, got: &Response) -> ClientError {
         Response::DescribeGroups { .. } => "DescribeGroups",
         Response::DeleteGroups { .. } => "DeleteGroups",
         Response::CreatePartitions { .. } => "CreatePartitions",
+        Response::InitProducerId { .. } => "InitProducerId",
         Response::Error { .. } => "Error",
     };
     ClientError::Invalid(format!("expected a {wanted} response, got {kind}"))

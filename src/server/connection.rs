@@ -119,25 +119,36 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 async fn write_loop<W: futures_lite::AsyncWrite + Unpin>(mut wr: W, rx: local_channel::LocalReceiver<Vec<Bytes>>) {
     let mut small = BytesMut::new();
     while let Some(chunks) = rx.recv().await {
-        for chunk in chunks {
-            if chunk.len() < COALESCE_BYTES_MAX {
-                small.extend_from_slice(&chunk);
-                if small.len() < COALESCE_BYTES_MAX {
-                    continue;
-                }
-            }
-            if !small.is_empty() && wr.write_all(&small.split()).await.is_err() {
-                return;
-            }
-            if chunk.len() >= COALESCE_BYTES_MAX && wr.write_all(&chunk).await.is_err() {
-                return;
-            }
-        }
-        if !small.is_empty() && wr.write_all(&small.split()).await.is_err() {
-            return;
-        }
-        if wr.flush().await.is_err() {
+        if write_chunks(&mut wr, chunks, &mut small).await.is_err() || wr.flush().await.is_err() {
             return;
         }
     }
+}
+
+/// Writes one frame given as chunks: small ones are gathered in `small`
+/// (one copy of a few bytes beats a write per header), large ones (record
+/// data) go to the socket as they are. Nothing is left in `small`.
+pub(super) async fn write_chunks<W: futures_lite::AsyncWrite + Unpin>(
+    wr: &mut W,
+    chunks: Vec<Bytes>,
+    small: &mut BytesMut,
+) -> std::io::Result<()> {
+    for chunk in chunks {
+        if chunk.len() < COALESCE_BYTES_MAX {
+            small.extend_from_slice(&chunk);
+            if small.len() < COALESCE_BYTES_MAX {
+                continue;
+            }
+        }
+        if !small.is_empty() {
+            wr.write_all(&small.split()).await?;
+        }
+        if chunk.len() >= COALESCE_BYTES_MAX {
+            wr.write_all(&chunk).await?;
+        }
+    }
+    if !small.is_empty() {
+        wr.write_all(&small.split()).await?;
+    }
+    Ok(())
 }

@@ -40,7 +40,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let (mut rd, wr) = futures_lite::io::split(stream);
     // Each element is the answer-to-be of one request, in request order;
     // `None` means the request gets no answer (acks=0).
-    let (tx, rx) = local_channel::new_bounded::<oneshot::Receiver<Option<Bytes>>>(REQUESTS_QUEUED_MAX);
+    let (tx, rx) = local_channel::new_bounded::<oneshot::Receiver<Option<Vec<Bytes>>>>(REQUESTS_QUEUED_MAX);
     let writer = glommio::spawn_local(write_loop(wr, rx));
     let cfg = shard.config.clone();
     let node = Rc::new(Advertised {
@@ -85,7 +85,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         let req = match action {
             Action::Broker(req) => req,
             Action::Reply(frame) => {
-                let _ = answer_tx.send(Some(frame));
+                let _ = answer_tx.send(Some(vec![frame]));
                 continue;
             }
             Action::Close(why) => {
@@ -117,12 +117,16 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 /// Writes the answers in request order.
 async fn write_loop<W: futures_lite::AsyncWrite + Unpin>(
     mut wr: W,
-    rx: local_channel::LocalReceiver<oneshot::Receiver<Option<Bytes>>>,
+    rx: local_channel::LocalReceiver<oneshot::Receiver<Option<Vec<Bytes>>>>,
 ) {
+    let mut small = BytesMut::new();
     while let Some(answer) = rx.recv().await {
         match answer.await {
-            Ok(Some(frame)) => {
-                if wr.write_all(&frame).await.is_err() {
+            Ok(Some(chunks)) => {
+                if super::connection::write_chunks(&mut wr, chunks, &mut small)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

@@ -16,7 +16,7 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::broker::{MetadataStore, Shard, ShardMsg};
+use crate::broker::{MetadataStore, ProducerIdAllocator, Shard, ShardMsg};
 use crate::config::ServeConfig;
 use crate::metrics::ShardMetrics;
 
@@ -76,10 +76,13 @@ fn io_memory_per_shard(cfg: &ServeConfig) -> usize {
 }
 
 /// Runs the broker until a signal asks it to stop. Returns an error message
-/// if it cannot start (port in use, damaged metadata, unreadable data dir).
+/// if it cannot start (port in use, damaged metadata or producer id file,
+/// unreadable data dir).
 pub fn run(cfg: ServeConfig) -> Result<(), String> {
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| format!("creating {}: {e}", cfg.data_dir.display()))?;
     let meta = Arc::new(MetadataStore::open(&cfg.data_dir)?);
+    // Moved into shard 0, its only user.
+    let mut producer_ids = Some(ProducerIdAllocator::open(&cfg.data_dir)?);
     let shutdown = Arc::new(AtomicBool::new(false));
     install_signal_thread(shutdown.clone());
     let io_memory = io_memory_per_shard(&cfg);
@@ -100,13 +103,14 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     let mut handles = Vec::new();
     for id in 0..shards {
         let (node, mesh) = (node.clone(), mesh.clone());
+        let producer_ids = if id == 0 { producer_ids.take() } else { None };
         let handle = LocalExecutorBuilder::new(Placement::Fixed(id % cores))
             .name(&format!("shard-{id}"))
             .io_memory(io_memory)
             .spin_before_park(Duration::from_micros(spin_us))
             .spawn(move || async move {
                 let shutdown = node.shutdown.clone();
-                let result = shard_main(id, node, mesh).await;
+                let result = shard_main(id, node, mesh, producer_ids).await;
                 if let Err(e) = &result {
                     tracing::error!(shard = id, error = %e, "shard failed; stopping the node");
                     shutdown.store(true, Ordering::SeqCst);
@@ -153,6 +157,7 @@ async fn shard_main(
     id: usize,
     node: Node,
     mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
+    producer_ids: Option<ProducerIdAllocator>,
 ) -> Result<(), String> {
     let Node {
         cfg,
@@ -183,6 +188,7 @@ async fn shard_main(
         senders,
         peer_of_shard,
         metrics[id].clone(),
+        producer_ids,
     );
     for (_, rx) in receivers.streams() {
         let shard = shard.clone();

@@ -28,6 +28,10 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// A batch of an idempotent producer does not continue its sequence
+    /// (or its epoch is stale); nothing was written.
+    #[error("{0}")]
+    Sequence(#[from] crate::storage::producers::SequenceError),
     /// An earlier write failed, so the in-memory state may be ahead of the
     /// disk. The log refuses further appends until it is reopened, which
     /// recovers it from what is on disk.

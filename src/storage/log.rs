@@ -30,18 +30,26 @@ use glommio::sync::Semaphore;
 
 use super::cache::BatchCache;
 use super::error::{Result, StorageError};
+use super::producers::{ProducerStates, Verdict};
 use super::segment::{self, Segment, WalkEnd};
 use super::writer::SegmentWriter;
 use super::{FlushPolicy, LogConfig};
 use crate::record::{self, BatchHeader};
 use crate::watermark::Watermark;
 
+mod producers;
+
 /// Where an appended batch landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
     pub base_offset: i64,
     pub last_offset: i64,
+    /// -1 for a duplicate.
     pub max_timestamp: i64,
+    /// The batch was a retry of one already in the log (same idempotent
+    /// producer, epoch and sequences): nothing was appended, and the
+    /// offsets are where the original is.
+    pub duplicate: bool,
 }
 
 /// Whole batches returned by [`Log::read`].
@@ -92,6 +100,9 @@ struct State {
     segments: BTreeMap<i64, Segment>,
     writer: SegmentWriter,
     cache: BatchCache,
+    /// Idempotent producers' sequences, judged and updated under the
+    /// append order together with offset assignment.
+    producers: ProducerStates,
     unsynced_bytes: u64,
     last_sync: Instant,
     failed: Option<String>,
@@ -227,6 +238,7 @@ impl Log {
                 segments,
                 writer,
                 cache: BatchCache::with_shared(config.cache_bytes_max, cache_budget),
+                producers: ProducerStates::default(),
                 unsynced_bytes: 0,
                 last_sync: Instant::now(),
                 failed: None,
@@ -245,7 +257,9 @@ impl Log {
         if let FlushPolicy::Interval(every) = inner.config.flush {
             glommio::spawn_local(interval_syncer(Rc::downgrade(&inner), every)).detach();
         }
-        Ok(Log { inner })
+        let log = Log { inner };
+        log.rebuild_producers().await?;
+        Ok(log)
     }
 
     pub fn dir(&self) -> &Path {
@@ -326,7 +340,10 @@ impl Log {
     /// leader epoch in place, and appends it. Returns once it is in the log
     /// (readable, in the batch cache, staged for writing) and, under
     /// [`FlushPolicy::EveryAppend`], durable. A batch that fails validation
-    /// is rejected with nothing written.
+    /// is rejected with nothing written. A batch of an idempotent producer
+    /// must continue its sequence ([`StorageError::Sequence`] otherwise);
+    /// a retry of one already here is answered with the original's offsets
+    /// and not appended again ([`AppendInfo::duplicate`]).
     pub async fn append(&self, batch: BytesMut, leader_epoch: i32) -> Result<AppendInfo> {
         self.append_inner(batch, leader_epoch, true).await
     }
@@ -357,6 +374,23 @@ impl Log {
             .await
             .map_err(|e| StorageError::io("locking", &self.inner.dir, e))?;
         self.check_failed()?;
+        let verdict = self.inner.state.borrow().producers.check(&header)?;
+        if let Verdict::Duplicate {
+            base_offset,
+            last_offset,
+        } = verdict
+        {
+            drop(_order);
+            if wait && cfg.flush == FlushPolicy::EveryAppend {
+                self.wait_durable(last_offset + 1).await?;
+            }
+            return Ok(AppendInfo {
+                base_offset,
+                last_offset,
+                max_timestamp: -1,
+                duplicate: true,
+            });
+        }
         if self.needs_roll(&header) {
             self.roll().await?;
         }
@@ -378,11 +412,13 @@ impl Log {
             st.writer.append(&bytes);
             st.active_mut().record_batch(&stamped, position);
             st.cache.insert(base, stamped.next_offset(), bytes);
+            st.producers.record(&stamped, record::now_ms());
             st.unsynced_bytes += stamped.total_bytes() as u64;
             AppendInfo {
                 base_offset: base,
                 last_offset: stamped.last_offset(),
                 max_timestamp: stamped.max_timestamp,
+                duplicate: false,
             }
         };
         self.inner.end.set(info.last_offset + 1);
@@ -634,7 +670,9 @@ impl Log {
             st.segments.insert(next, new_seg);
             st.writer = writer;
         }
-        sync_dir(dir).await
+        sync_dir(dir).await?;
+        self.write_producer_snapshot().await;
+        Ok(())
     }
 
     async fn write_active_index(&self) -> Result<()> {
@@ -839,6 +877,10 @@ impl Log {
             self.inner.durable.set(new_end);
         }
         sync_dir(&dir).await?;
+        // The producers' sequences must match the log again; nothing is
+        // staged now, and appends still wait on the order lock.
+        drop(_io);
+        self.rebuild_producers().await?;
         Ok(new_end)
     }
 
@@ -848,6 +890,15 @@ impl Log {
     /// deleted. Moves the log start offset.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome> {
         let cfg = &self.inner.config;
+        let expired = self
+            .inner
+            .state
+            .borrow_mut()
+            .producers
+            .expire(now_ms, cfg.producer_id_expiration_ms);
+        if expired > 0 {
+            tracing::debug!(log = %self.inner.dir.display(), expired, "forgot idle producers");
+        }
         self.remove_oldest_while(|st, oldest| {
             let expired = cfg
                 .retention_ms
@@ -916,6 +967,7 @@ impl Log {
         self.check_failed()?;
         self.sync().await?;
         self.write_active_index().await?;
+        self.write_producer_snapshot().await;
         self.inner.state.borrow_mut().failed = Some("closed".into());
         drop(_order);
         // Close the files now if this is the last handle: a dropped glommio

@@ -10,6 +10,7 @@ mod error;
 pub mod index;
 mod log;
 mod probe;
+pub mod producers;
 pub mod segment;
 mod writer;
 
@@ -64,6 +65,10 @@ pub struct LogConfig {
     /// enough that thousands of partitions do not reserve a whole segment
     /// each; large enough that the fallocate is rare.
     pub preallocate_step_bytes: u64,
+    /// An idempotent producer that has written nothing for this long is
+    /// forgotten (Kafka's producer.id.expiration.ms); its next batch must
+    /// then start a new sequence.
+    pub producer_id_expiration_ms: u64,
 }
 
 impl Default for LogConfig {
@@ -81,6 +86,7 @@ impl Default for LogConfig {
             write_behind_chunks_max: 4,
             preallocate: true,
             preallocate_step_bytes: 32 << 20,
+            producer_id_expiration_ms: 24 * 3600 * 1000,
         }
     }
 }

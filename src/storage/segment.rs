@@ -473,7 +473,7 @@ impl Span {
 }
 
 /// Reads a whole (small) file with direct I/O; `None` if it cannot.
-async fn read_small_file(path: &Path) -> Option<Vec<u8>> {
+pub(super) async fn read_small_file(path: &Path) -> Option<Vec<u8>> {
     let file = DmaFile::open(path).await.ok()?;
     let len = file.file_size().await.ok()?;
     if len > 256 << 20 {

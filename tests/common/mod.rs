@@ -13,6 +13,8 @@ use bytes::Bytes;
 use sluice::api::{ApiKey, Request, RequestHeader, Response};
 use sluice::protocol::native;
 
+pub mod kafka_wire;
+
 /// How long a broker may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -2,18 +2,19 @@
 
 usage: confluent_group.py BOOTSTRAP TOPIC PARTITIONS
 
-1. A producer with acks=all sends keyed records with every compression
-   codec librdkafka has (none, gzip, snappy, lz4, zstd); every delivery
-   report must be a success.
+1. An idempotent producer (enable.idempotence, so InitProducerId, acks=all
+   and sequenced batches) sends keyed records with every compression codec
+   librdkafka has (none, gzip, snappy, lz4, zstd); every delivery report
+   must be a success.
 2. A consumer group of three (one process, three consumers polled in turn)
    reads until every record was seen, committing after each record it
    processed; every partition must be assigned to exactly one member at a
-   time, and per partition the offsets must come in increasing order.
+   time; per partition the offsets must come in increasing order and the
+   records in the order they were produced, each exactly once.
 3. The consumers close (committing and leaving); more records are
    produced; a new group of three resumes exactly from the committed
    offsets: it sees the new records and none of the old ones.
 
-Idempotence stays off until the broker serves InitProducerId.
 Exit code 0 means every check passed.
 """
 
@@ -26,6 +27,8 @@ BOOTSTRAP, TOPIC, PARTITIONS = sys.argv[1], sys.argv[2], int(sys.argv[3])
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 PER_CODEC = 400
 DEADLINE_S = 90
+# Production order of every value, to check per-partition order.
+ORDER = {}
 
 
 def fail(msg):
@@ -45,14 +48,14 @@ def produce(values):
         p = Producer(
             {
                 "bootstrap.servers": BOOTSTRAP,
-                "acks": "all",
-                "enable.idempotence": False,
+                "enable.idempotence": True,
                 "compression.type": codec,
                 "linger.ms": 5,
             }
         )
         chunk = values[i::len(CODECS)]
         for v in chunk:
+            ORDER[v] = len(ORDER)
             p.produce(TOPIC, key=v.encode(), value=f"{codec}:{v}".encode(), on_delivery=report)
             p.poll(0)
         left = p.flush(30)
@@ -85,6 +88,7 @@ def consume_all(members, expected):
     """Polls the members in turn until `expected` values were seen."""
     seen = {}
     last_offset = {}
+    last_order = {}
     deadline = time.time() + DEADLINE_S
     while len(seen) < len(expected):
         if time.time() > deadline:
@@ -109,7 +113,12 @@ def consume_all(members, expected):
             value = msg.value().decode()
             if not value.endswith(":" + key):
                 fail(f"record {p}@{o}: value {value!r} does not match key {key!r}")
-            seen[key] = seen.get(key, 0) + 1
+            if p in last_order and ORDER[key] <= last_order[p]:
+                fail(f"partition {p}: {key} was produced before the record at the previous offset")
+            last_order[p] = ORDER[key]
+            if key in seen:
+                fail(f"{key} delivered twice")
+            seen[key] = 1
             c.commit(message=msg, asynchronous=False)
     unexpected = set(seen) - set(expected)
     if unexpected:

@@ -2,13 +2,15 @@
 
 usage: confluent_restart.py BOOTSTRAP TOPIC COUNT
 
-Produces COUNT keyed records with acks=all at a steady pace, printing
-"HALF" once a third of them are acknowledged; the test then kills the
-broker (kill -9) and starts it again while this keeps producing. The
-client must reconnect by itself. When every record has a delivery report,
-a consumer reads the topic from the beginning and every acknowledged record
-must be there (duplicates are allowed: idempotence is off until the broker
-serves InitProducerId). Exit code 0 means every check passed.
+Produces COUNT keyed records with an idempotent producer (acks=all,
+sequenced batches) at a steady pace, printing "HALF" once a third of them
+are acknowledged; the test then kills the broker (kill -9) and starts it
+again while this keeps producing. The client must reconnect by itself and
+every record must be acknowledged. A consumer then reads the topic from the
+beginning: every record is there exactly once (the retries of batches that
+were written but not answered before the crash were recognised as
+duplicates after the restart) and in the order it was produced within its
+partition. Exit code 0 means every check passed.
 """
 
 import sys
@@ -37,8 +39,7 @@ def report(err, msg):
 p = Producer(
     {
         "bootstrap.servers": BOOTSTRAP,
-        "acks": "all",
-        "enable.idempotence": False,
+        "enable.idempotence": True,
         "linger.ms": 2,
         "message.timeout.ms": 60000,
         "reconnect.backoff.ms": 50,
@@ -67,7 +68,8 @@ for pid in parts:
     lo, hi = c.get_watermark_offsets(TopicPartition(TOPIC, pid), timeout=30)
     ends[pid] = hi
 c.assign([TopicPartition(TOPIC, pid, 0) for pid in parts])
-seen = set()
+seen = {}
+last = {}
 done = {pid for pid, hi in ends.items() if hi == 0}
 deadline = time.time() + 60
 while len(done) < len(ends):
@@ -76,11 +78,22 @@ while len(done) < len(ends):
     msg = c.poll(0.2)
     if msg is None or msg.error():
         continue
-    seen.add(msg.key().decode())
+    key = msg.key().decode()
+    if key in seen:
+        fail(f"{key} stored twice: at {seen[key]} and {msg.partition()}@{msg.offset()}")
+    seen[key] = f"{msg.partition()}@{msg.offset()}"
+    index = int(key[1:])
+    if msg.partition() in last and index <= last[msg.partition()]:
+        fail(f"partition {msg.partition()}: {key} after r{last[msg.partition()]}")
+    last[msg.partition()] = index
     if msg.offset() + 1 >= ends[msg.partition()]:
         done.add(msg.partition())
 c.close()
-lost = acked - seen
+if failed:
+    fail(f"{len(failed)} records failed, e.g. {failed[:3]}")
+lost = acked - set(seen)
 if lost:
     fail(f"{len(lost)} acknowledged records lost, e.g. {sorted(lost)[:5]}")
-print(f"ok: {len(acked)} acknowledged, all readable after the crash ({len(failed)} reported failed)")
+if len(acked) != COUNT:
+    fail(f"only {len(acked)} of {COUNT} acknowledged")
+print(f"ok: all {COUNT} acknowledged, each stored once and in order across the crash")

@@ -1,4 +1,5 @@
-"""Produce keyed records with kafka-python (acks=all, gzip), then consume
+"""Produce keyed records with kafka-python (its default idempotent producer:
+InitProducerId, acks=all, sequenced batches; gzip), then consume
 them with a manually assigned consumer from the beginning and check that
 every record came back unchanged. Exit code 0 means it did.
 
@@ -17,9 +18,7 @@ def main():
     producer = KafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
-        # The broker does not serve InitProducerId yet (idempotent producers
-        # are a later slice); kafka-python >= 2.1 enables idempotence by default.
-        enable_idempotence=False,
+        enable_idempotence=True,
         compression_type="gzip",
         linger_ms=5,
         request_timeout_ms=TIMEOUT_S * 1000,

@@ -4,6 +4,8 @@
 //! Record batches pass through untouched: a produce's `records` is the
 //! slice of the received frame; a fetch answers with the stored batches.
 
+use std::collections::VecDeque;
+
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
@@ -14,9 +16,9 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Encodable, StrBytes};
 
-use super::{ms_in, partition_in, partition_out, Advertised, Decoded};
+use super::{gather, ms_in, partition_in, partition_out, Advertised, Decoded};
 use crate::api::{self, Acks, ErrorCode, OffsetSpec, Request, Response};
 use crate::group::offsets::OFFSETS_TOPIC;
 
@@ -131,46 +133,57 @@ pub(super) fn fetch(req: FetchRequest) -> Decoded {
     })
 }
 
-/// The stored batches of one partition as the one `Bytes` the codec takes:
-/// free for a single chunk, one copy to join several (a vectored encode
-/// that writes each chunk to the socket is a follow-up).
-fn join(records: Vec<Bytes>) -> Bytes {
-    match <[Bytes; 1]>::try_from(records) {
-        Ok([one]) => one,
-        Err(many) => {
-            let mut joined = BytesMut::with_capacity(many.iter().map(Bytes::len).sum());
-            for chunk in &many {
-                joined.extend_from_slice(chunk);
-            }
-            joined.freeze()
-        }
-    }
-}
+/// Fetch's first flexible version: compact byte lengths from here on.
+const FETCH_FIRST_FLEXIBLE: i16 = 12;
 
-pub(super) fn fetch_response(topics: Vec<api::FetchTopicResponse>) -> FetchResponse {
-    let responses = topics
-        .into_iter()
-        .map(|t| {
-            let partitions = t
-                .partitions
-                .into_iter()
-                .map(|p| {
-                    PartitionData::default()
-                        .with_partition_index(partition_out(p.partition))
-                        .with_error_code(p.error.code())
-                        .with_high_watermark(p.high_watermark)
-                        // No transactions: everything below the high watermark is stable.
-                        .with_last_stable_offset(p.high_watermark)
-                        .with_log_start_offset(p.log_start_offset)
-                        .with_records(Some(join(p.records)))
-                })
-                .collect();
+/// The Fetch answer as one frame in chunks (size prefix included): the
+/// crate encodes everything but the record data, and each partition's
+/// stored batches go into the frame as they are, never copied (see
+/// [`super::gather`]).
+pub(super) fn fetch_frame(
+    correlation_id: i32,
+    v: i16,
+    topics: Vec<api::FetchTopicResponse>,
+) -> Result<Vec<Bytes>, String> {
+    let mut records = VecDeque::new();
+    let mut responses = Vec::with_capacity(topics.len());
+    for t in topics {
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let field = if p.records.iter().all(Bytes::is_empty) {
+                Bytes::new()
+            } else {
+                records.push_back(p.records);
+                gather::placeholder()
+            };
+            partitions.push(
+                PartitionData::default()
+                    .with_partition_index(partition_out(p.partition))
+                    .with_error_code(p.error.code())
+                    .with_high_watermark(p.high_watermark)
+                    // No transactions: everything below the high watermark is stable.
+                    .with_last_stable_offset(p.high_watermark)
+                    .with_log_start_offset(p.log_start_offset)
+                    .with_records(Some(field)),
+            );
+        }
+        responses.push(
             FetchableTopicResponse::default()
                 .with_topic(topic_name(t.name))
-                .with_partitions(partitions)
-        })
-        .collect();
-    FetchResponse::default().with_session_id(0).with_responses(responses)
+                .with_partitions(partitions),
+        );
+    }
+    let body = FetchResponse::default().with_session_id(0).with_responses(responses);
+    let header_version = ApiKey::Fetch.response_header_version(v);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let mut out = gather::GatherBuf::new(BytesMut::with_capacity(1024), records, v >= FETCH_FIRST_FLEXIBLE);
+    header.encode(&mut out, header_version).map_err(|e| e.to_string())?;
+    body.encode(&mut out, v).map_err(|e| e.to_string())?;
+    let mut chunks = out.finish()?;
+    let size: usize = chunks.iter().map(Bytes::len).sum();
+    let size = i32::try_from(size).map_err(|_| format!("response of {size} bytes is too large"))?;
+    chunks.insert(0, Bytes::copy_from_slice(&size.to_be_bytes()));
+    Ok(chunks)
 }
 
 pub(super) fn list_offsets(req: ListOffsetsRequest) -> Request {

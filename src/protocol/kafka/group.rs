@@ -20,8 +20,9 @@ use super::data::{text, topic_name};
 use super::{ms_in, partition_in, partition_out, Advertised, Decoded};
 use crate::api::{self, ErrorCode, Request, Response};
 
-/// FindCoordinator's key type for consumer groups (1 is transactions).
+/// FindCoordinator's key types: consumer groups, transactions.
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 fn string(s: StrBytes) -> String {
     s.to_string()
@@ -31,11 +32,22 @@ fn group_name(s: String) -> GroupId {
     GroupId(text(s))
 }
 
-pub(super) fn find_coordinator(req: FindCoordinatorRequest) -> Decoded {
+/// A transaction coordinator lookup names this node: transactions are not
+/// supported, but a transactional producer learns that only from the
+/// coordinator's answer to InitProducerId (UNSUPPORTED_VERSION, and a
+/// warning in the broker's log). Answered "not available", it would retry
+/// until its timeout without a word on either side.
+pub(super) fn find_coordinator(req: FindCoordinatorRequest, node: &Advertised) -> Decoded {
     if req.key_type != KEY_TYPE_GROUP {
+        let found = req.key_type == KEY_TYPE_TRANSACTION;
         return Decoded::Response(Response::FindCoordinator(api::CoordinatorInfo {
-            error: ErrorCode::CoordinatorNotAvailable,
-            node_id: -1,
+            error: if found {
+                ErrorCode::None
+            } else {
+                ErrorCode::CoordinatorNotAvailable
+            },
+            node_id: if found { node.node_id } else { -1 },
+            // The Kafka answer carries `node`'s address, not these.
             host: String::new(),
             port: 0,
             shard: 0,

@@ -18,7 +18,9 @@
 
 mod admin;
 mod data;
+mod gather;
 mod group;
+mod producer;
 #[cfg(test)]
 mod tests;
 mod versions;
@@ -162,13 +164,13 @@ pub fn decode_request(mut frame: Bytes, node: &Advertised) -> Result<(Header, Ac
         };
         return Ok((header, action));
     }
-    let action = match decode_body(header.api_key, header.version, &mut frame) {
+    let action = match decode_body(header.api_key, header.version, &mut frame, node) {
         Ok(Decoded::Request(req)) => Action::Broker(req),
         Ok(Decoded::WithEcho(req, echo)) => {
             header.echo = echo;
             Action::Broker(req)
         }
-        Ok(Decoded::Response(resp)) => Action::Reply(encode_response(&header, node, resp)),
+        Ok(Decoded::Response(resp)) => Action::Reply(encode_single(&header, node, resp)),
         Ok(Decoded::Refused(error, why)) => error_action(&header, error, &why),
         Err(e) => {
             tracing::debug!(api = ?header.api_key, version = header.version, error = %e, "undecodable request body");
@@ -186,7 +188,7 @@ fn error_action(header: &Header, error: ErrorCode, why: &str) -> Action {
 }
 
 /// Decodes the body of a supported API at a supported version.
-fn decode_body(key: ApiKey, v: i16, body: &mut Bytes) -> Result<Decoded, String> {
+fn decode_body(key: ApiKey, v: i16, body: &mut Bytes, node: &Advertised) -> Result<Decoded, String> {
     use kafka_protocol::messages as m;
     fn dec<T: Decodable>(body: &mut Bytes, v: i16) -> Result<T, String> {
         T::decode(body, v).map_err(|e| e.to_string())
@@ -198,7 +200,12 @@ fn decode_body(key: ApiKey, v: i16, body: &mut Bytes) -> Result<Decoded, String>
         ApiKey::Metadata => data::metadata(dec::<m::MetadataRequest>(body, v)?),
         ApiKey::CreateTopics => return Ok(data::create_topics(dec::<m::CreateTopicsRequest>(body, v)?)),
         ApiKey::DeleteTopics => data::delete_topics(dec::<m::DeleteTopicsRequest>(body, v)?),
-        ApiKey::FindCoordinator => return Ok(group::find_coordinator(dec::<m::FindCoordinatorRequest>(body, v)?)),
+        ApiKey::FindCoordinator => {
+            return Ok(group::find_coordinator(
+                dec::<m::FindCoordinatorRequest>(body, v)?,
+                node,
+            ))
+        }
         ApiKey::JoinGroup => group::join_group(dec::<m::JoinGroupRequest>(body, v)?, v),
         ApiKey::SyncGroup => group::sync_group(dec::<m::SyncGroupRequest>(body, v)?),
         ApiKey::Heartbeat => group::heartbeat(dec::<m::HeartbeatRequest>(body, v)?),
@@ -210,26 +217,44 @@ fn decode_body(key: ApiKey, v: i16, body: &mut Bytes) -> Result<Decoded, String>
         ApiKey::DeleteGroups => group::delete_groups(dec::<m::DeleteGroupsRequest>(body, v)?),
         ApiKey::CreatePartitions => admin::create_partitions(dec::<m::CreatePartitionsRequest>(body, v)?),
         ApiKey::DescribeConfigs => return admin::describe_configs(dec::<m::DescribeConfigsRequest>(body, v)?),
+        ApiKey::InitProducerId => producer::init_producer_id(dec::<m::InitProducerIdRequest>(body, v)?),
         other => return Err(format!("{other:?} has no decoder")),
     };
     Ok(Decoded::Request(req))
 }
 
 /// Encodes the broker's answer to the request with `header` as one frame
-/// (size prefix included), at the request's version. An answer that does
-/// not fit the request (a bug) or fails to encode becomes an error frame.
-pub fn encode_response(header: &Header, node: &Advertised, resp: api::Response) -> Bytes {
-    try_encode_response(header, node, resp).unwrap_or_else(|e| {
-        tracing::warn!(api = ?header.api_key, version = header.version, error = %e, "answering with an error response");
-        versions::error_frame(header, ErrorCode::Unknown).unwrap_or_default()
-    })
+/// (size prefix included) at the request's version, in chunks: a Fetch
+/// answer carries its record data as the stored chunks, uncopied. An
+/// answer that does not fit the request (a bug) or fails to encode becomes
+/// an error frame.
+pub fn encode_response(header: &Header, node: &Advertised, resp: api::Response) -> Vec<Bytes> {
+    try_encode_chunks(header, node, resp).unwrap_or_else(|e| vec![encoding_failed(header, &e)])
+}
+
+fn try_encode_chunks(header: &Header, node: &Advertised, resp: api::Response) -> Result<Vec<Bytes>, String> {
+    match (header.api_key, resp) {
+        (ApiKey::Fetch, api::Response::Fetch { topics }) => {
+            data::fetch_frame(header.correlation_id, header.version, topics)
+        }
+        (_, resp) => try_encode_response(header, node, resp).map(|frame| vec![frame]),
+    }
+}
+
+/// [`encode_response`] for an answer without record data: one frame.
+fn encode_single(header: &Header, node: &Advertised, resp: api::Response) -> Bytes {
+    try_encode_response(header, node, resp).unwrap_or_else(|e| encoding_failed(header, &e))
+}
+
+fn encoding_failed(header: &Header, why: &str) -> Bytes {
+    tracing::warn!(api = ?header.api_key, version = header.version, error = %why, "answering with an error response");
+    versions::error_frame(header, ErrorCode::Unknown).unwrap_or_default()
 }
 
 fn try_encode_response(header: &Header, node: &Advertised, resp: api::Response) -> Result<Bytes, String> {
     let (key, v, cid) = (header.api_key, header.version, header.correlation_id);
     match (key, resp) {
         (ApiKey::Produce, api::Response::Produce { topics }) => frame(cid, key, v, &data::produce_response(topics)),
-        (ApiKey::Fetch, api::Response::Fetch { topics }) => frame(cid, key, v, &data::fetch_response(topics)),
         (ApiKey::ListOffsets, api::Response::ListOffsets { topics }) => {
             frame(cid, key, v, &data::list_offsets_response(topics))
         }
@@ -269,6 +294,19 @@ fn try_encode_response(header: &Header, node: &Advertised, resp: api::Response) 
         (ApiKey::CreatePartitions, api::Response::CreatePartitions { topics }) => {
             frame(cid, key, v, &admin::create_partitions_response(topics))
         }
+        (
+            ApiKey::InitProducerId,
+            api::Response::InitProducerId {
+                error,
+                producer_id,
+                producer_epoch,
+            },
+        ) => frame(
+            cid,
+            key,
+            v,
+            &producer::init_producer_id_response(error, producer_id, producer_epoch),
+        ),
         (ApiKey::DescribeConfigs, api::Response::Metadata { topics, .. }) => {
             let body = admin::describe_configs_response(&header.echo, node, &topics, v)?;
             frame(cid, key, v, &body)

@@ -35,8 +35,25 @@ fn request<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &
 
 /// Splits an answer frame into its correlation id and body, reading the
 /// response header at the version a client would.
-fn answer(frame: &Bytes, key: ApiKey, version: i16) -> (i32, Bytes) {
-    let mut buf = frame.clone();
+/// A response frame, whole or in chunks.
+trait Frame {
+    fn whole(&self) -> Bytes;
+}
+
+impl Frame for Bytes {
+    fn whole(&self) -> Bytes {
+        self.clone()
+    }
+}
+
+impl Frame for Vec<Bytes> {
+    fn whole(&self) -> Bytes {
+        self.concat().into()
+    }
+}
+
+fn answer(frame: &impl Frame, key: ApiKey, version: i16) -> (i32, Bytes) {
+    let mut buf = frame.whole();
     let size = buf.get_i32();
     assert_eq!(size as usize, buf.len(), "size prefix matches");
     let header = ResponseHeader::decode(&mut buf, key.response_header_version(version)).expect("response header");
@@ -91,12 +108,12 @@ fn api_versions_above_ours_gets_unsupported_version_at_v0() {
 
 #[test]
 fn unsupported_api_gets_unsupported_version() {
-    let frame = request(ApiKey::InitProducerId, 4, 9, &InitProducerIdRequest::default());
+    let frame = request(ApiKey::EndTxn, 4, 9, &EndTxnRequest::default());
     let (header, action) = decode_request(frame, &node()).expect("decodes");
-    assert_eq!(header.api_key, ApiKey::InitProducerId);
-    let (cid, mut body) = answer(&reply(action), ApiKey::InitProducerId, 4);
+    assert_eq!(header.api_key, ApiKey::EndTxn);
+    let (cid, mut body) = answer(&reply(action), ApiKey::EndTxn, 4);
     assert_eq!(cid, 9);
-    let resp = InitProducerIdResponse::decode(&mut body, 4).expect("body");
+    let resp = EndTxnResponse::decode(&mut body, 4).expect("body");
     assert_eq!(resp.error_code, ErrorCode::UnsupportedVersion.code());
 }
 
@@ -414,6 +431,14 @@ fn answers() -> Vec<(ApiKey, Response)> {
             },
         ),
         (
+            ApiKey::InitProducerId,
+            Response::InitProducerId {
+                error: ErrorCode::None,
+                producer_id: 1_000_000_007,
+                producer_epoch: 0,
+            },
+        ),
+        (
             ApiKey::CreatePartitions,
             Response::CreatePartitions {
                 topics: vec![
@@ -460,6 +485,7 @@ fn decodes(key: ApiKey, version: i16, body: &mut Bytes) -> bool {
         ApiKey::CreatePartitions => ok!(CreatePartitionsResponse),
         ApiKey::DescribeConfigs => ok!(DescribeConfigsResponse),
         ApiKey::DescribeCluster => ok!(DescribeClusterResponse),
+        ApiKey::InitProducerId => ok!(InitProducerIdResponse),
         other => panic!("no decoder for {other:?}"),
     }
 }
@@ -476,7 +502,7 @@ fn every_answer_encodes_at_every_advertised_version() {
                 client_id: String::new(),
                 echo: Echo::None,
             };
-            let frame = try_encode_response(&header, &node(), resp.clone())
+            let frame = try_encode_chunks(&header, &node(), resp.clone())
                 .unwrap_or_else(|e| panic!("{key:?} v{version} encodes: {e}"));
             let (cid, mut body) = answer(&frame, key, version);
             assert_eq!(cid, 77, "{key:?} v{version}");
@@ -630,5 +656,168 @@ fn create_partitions_maps_to_the_neutral_request() {
         assert!(validate_only);
         let got: Vec<(&str, u32)> = topics.iter().map(|t| (t.name.as_str(), t.count)).collect();
         assert_eq!(got, vec![("t", 6), ("u", 0)], "v{version}");
+    }
+}
+
+#[test]
+fn init_producer_id_maps_to_the_neutral_request_at_every_version() {
+    for version in 0..=5 {
+        // A transactional producer; the id and epoch exist from v3 on.
+        let mut body = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx"))))
+            .with_transaction_timeout_ms(60_000);
+        if version >= 3 {
+            body = body.with_producer_id(ProducerId(42)).with_producer_epoch(3);
+        }
+        let (_, action) = decode_request(request(ApiKey::InitProducerId, version, 1, &body), &node()).expect("decodes");
+        let (producer_id, producer_epoch) = if version >= 3 { (42, 3) } else { (-1, -1) };
+        let expected = Request::InitProducerId {
+            transactional_id: Some("tx".into()),
+            transaction_timeout_ms: 60_000,
+            producer_id,
+            producer_epoch,
+        };
+        assert_eq!(action, Action::Broker(expected), "v{version}");
+        // An idempotent producer: no transactional id (null, not "").
+        let idempotent = InitProducerIdRequest::default().with_transactional_id(None);
+        let (_, action) =
+            decode_request(request(ApiKey::InitProducerId, version, 2, &idempotent), &node()).expect("decodes");
+        let Action::Broker(Request::InitProducerId { transactional_id, .. }) = action else {
+            panic!("expected InitProducerId, got {action:?}");
+        };
+        assert_eq!(transactional_id, None, "v{version}");
+    }
+}
+
+#[test]
+fn init_producer_id_answer_carries_id_epoch_and_error() {
+    for (version, error, id, epoch) in [(0, ErrorCode::None, 7, 0), (5, ErrorCode::UnsupportedVersion, -1, -1)] {
+        let header = Header {
+            api_key: ApiKey::InitProducerId,
+            version,
+            correlation_id: 3,
+            client_id: String::new(),
+            echo: Echo::None,
+        };
+        let resp = Response::InitProducerId {
+            error,
+            producer_id: id,
+            producer_epoch: epoch,
+        };
+        let (cid, mut body) = answer(
+            &encode_response(&header, &node(), resp),
+            ApiKey::InitProducerId,
+            version,
+        );
+        assert_eq!(cid, 3);
+        let resp = InitProducerIdResponse::decode(&mut body, version).expect("body");
+        assert_eq!(
+            (resp.error_code, resp.producer_id.0, resp.producer_epoch),
+            (error.code(), id, epoch),
+            "v{version}"
+        );
+    }
+}
+
+#[test]
+fn a_transaction_coordinator_lookup_names_this_node() {
+    // Key types exist from v1 on.
+    for version in 1..=3 {
+        let mut body = FindCoordinatorRequest::default().with_key_type(1);
+        body.key = StrBytes::from_static_str("tx");
+        let (_, action) =
+            decode_request(request(ApiKey::FindCoordinator, version, 4, &body), &node()).expect("decodes");
+        let (_, mut body) = answer(&reply(action), ApiKey::FindCoordinator, version);
+        let resp = FindCoordinatorResponse::decode(&mut body, version).expect("body");
+        assert_eq!(
+            (resp.error_code, resp.node_id.0, resp.host.as_str(), resp.port),
+            (0, 7, "127.0.0.1", 9092),
+            "v{version}"
+        );
+    }
+    // No other key type has a coordinator here.
+    let body = FindCoordinatorRequest::default().with_key_type(2);
+    let (_, action) = decode_request(request(ApiKey::FindCoordinator, 3, 4, &body), &node()).expect("decodes");
+    let (_, mut body) = answer(&reply(action), ApiKey::FindCoordinator, 3);
+    let resp = FindCoordinatorResponse::decode(&mut body, 3).expect("body");
+    assert_eq!(resp.error_code, ErrorCode::CoordinatorNotAvailable.code());
+}
+
+/// The Fetch answer gathered around the stored chunks is byte for byte
+/// what the crate encodes with the records joined, at every version; and
+/// every stored chunk is in the frame as it is, not copied.
+#[test]
+fn fetch_frames_hold_the_stored_chunks_uncopied_and_match_the_crate_encoding() {
+    use crate::api::{FetchPartitionResponse, FetchTopicResponse};
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+
+    let chunk = |n: usize, fill: u8| Bytes::from(vec![fill; n]);
+    let part = |partition: u32, error: ErrorCode, records: Vec<Bytes>| FetchPartitionResponse {
+        partition,
+        error,
+        high_watermark: 100 + i64::from(partition),
+        log_start_offset: 3,
+        records,
+    };
+    let topics = vec![
+        FetchTopicResponse {
+            name: "a".into(),
+            partitions: vec![
+                part(0, ErrorCode::None, vec![chunk(70_000, 1), chunk(10, 2), chunk(300, 3)]),
+                part(1, ErrorCode::None, vec![]),
+                part(2, ErrorCode::OffsetOutOfRange, vec![]),
+                part(3, ErrorCode::None, vec![chunk(1, 4)]),
+            ],
+        },
+        FetchTopicResponse {
+            name: "b".into(),
+            partitions: vec![part(7, ErrorCode::None, vec![chunk(200, 5), Bytes::new()])],
+        },
+    ];
+    let stored: Vec<Bytes> = topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().flat_map(|p| p.records.iter().cloned()))
+        .filter(|c| !c.is_empty())
+        .collect();
+    for version in versions::range_of(ApiKey::Fetch).expect("served") {
+        let header = Header {
+            api_key: ApiKey::Fetch,
+            version,
+            correlation_id: 9,
+            client_id: String::new(),
+            echo: Echo::None,
+        };
+        let chunks = encode_response(&header, &node(), Response::Fetch { topics: topics.clone() });
+        for s in &stored {
+            assert!(
+                chunks.iter().any(|c| c.as_ptr() == s.as_ptr() && c.len() == s.len()),
+                "v{version}: a stored chunk of {} bytes was copied",
+                s.len()
+            );
+        }
+        let responses = topics
+            .iter()
+            .map(|t| {
+                FetchableTopicResponse::default()
+                    .with_topic(TopicName(StrBytes::from_string(t.name.clone())))
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                PartitionData::default()
+                                    .with_partition_index(p.partition as i32)
+                                    .with_error_code(p.error.code())
+                                    .with_high_watermark(p.high_watermark)
+                                    .with_last_stable_offset(p.high_watermark)
+                                    .with_log_start_offset(p.log_start_offset)
+                                    .with_records(Some(p.records.concat().into()))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        let expected = FetchResponse::default().with_session_id(0).with_responses(responses);
+        let expected = frame(9, ApiKey::Fetch, version, &expected).expect("crate encodes");
+        assert_eq!(chunks.concat(), expected.to_vec(), "v{version}");
     }
 }

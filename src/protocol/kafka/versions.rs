@@ -6,7 +6,7 @@
 //! implement; they stop before versions that need something the broker
 //! model lacks (topic ids: Produce v13, Fetch v13; batched coordinator keys:
 //! FindCoordinator v4; max-timestamp lookups: ListOffsets v7; fenced
-//! brokers: DescribeCluster v2).
+//! brokers: DescribeCluster v2; transactions: InitProducerId v6).
 
 use std::ops::RangeInclusive;
 
@@ -40,6 +40,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::InitProducerId, 0, 5),
 ];
 
 /// The versions of `key` served, if any.

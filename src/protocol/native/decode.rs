@@ -8,7 +8,8 @@
 //! returned. Record data is sliced from the frame (`Bytes::slice`), never
 //! copied. Nothing here panics on input.
 //!
-//! The group APIs, which carry no payload, are decoded in `group`.
+//! The group APIs, which carry no payload, are decoded in `group`; the
+//! producer APIs beyond Produce in `producer`.
 use bytes::Bytes;
 use flatbuffers::{Follow, ForwardsUOffset, Vector};
 
@@ -23,6 +24,7 @@ use crate::api::{
 };
 
 mod group;
+mod producer;
 
 type Result<T> = std::result::Result<T, NativeError>;
 type Tables<'a, T> = Option<Vector<'a, ForwardsUOffset<T>>>;
@@ -143,6 +145,7 @@ fn response_body_api(t: fb::ResponseBody) -> Option<ApiKey> {
         B::DescribeGroupsResponse => ApiKey::DescribeGroups,
         B::DeleteGroupsResponse => ApiKey::DeleteGroups,
         B::CreatePartitionsResponse => ApiKey::CreatePartitions,
+        B::InitProducerIdResponse => ApiKey::InitProducerId,
         _ => return None,
     };
     Some(api)
@@ -208,6 +211,7 @@ fn request_body(root: &fb::RequestFrame<'_>, payload: &mut Payload) -> Result<Re
                 validate_only: b.validate_only(),
             }
         }
+        fb::RequestBody::InitProducerIdRequest => producer::init_producer_id_request(root)?,
         // The group APIs, or a body type this side does not know.
         _ => group::request_body(root)?,
     };
@@ -338,6 +342,7 @@ fn response_body(root: &fb::ResponseFrame<'_>, payload: &mut Payload) -> Result<
                 topics: tables(b.topics(), topic_result)?,
             }
         }
+        fb::ResponseBody::InitProducerIdResponse => producer::init_producer_id_response(root)?,
         // The group APIs, or a body type this side does not know.
         _ => group::response_body(root)?,
     };

@@ -9,7 +9,8 @@
 //! payload. Encoding cannot fail on valid model values; a frame over 4 GiB
 //! is a caller bug and panics.
 //!
-//! The group APIs, which carry no payload, are encoded in `group`.
+//! The group APIs, which carry no payload, are encoded in `group`; the
+//! producer APIs beyond Produce in `producer`.
 use bytes::Bytes;
 use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, UnionWIPOffset, Vector, WIPOffset};
 
@@ -22,6 +23,7 @@ use crate::api::{
 };
 
 mod group;
+mod producer;
 
 /// Initial builder capacity: enough for every request but large metadata,
 /// fetch and produce messages, which grow the builder by doubling.
@@ -182,6 +184,18 @@ fn request_body(fbb: &mut Fbb<'_>, req: &Request, payload: &mut Payload) -> (fb:
         Request::DescribeGroups { groups } => group::describe_groups_request(fbb, groups),
         Request::DeleteGroups { groups } => group::delete_groups_request(fbb, groups),
         Request::CreatePartitions { topics, validate_only } => create_partitions_request(fbb, topics, *validate_only),
+        Request::InitProducerId {
+            transactional_id,
+            transaction_timeout_ms,
+            producer_id,
+            producer_epoch,
+        } => producer::init_producer_id_request(
+            fbb,
+            transactional_id.as_deref(),
+            *transaction_timeout_ms,
+            *producer_id,
+            *producer_epoch,
+        ),
     }
 }
 
@@ -351,6 +365,11 @@ fn response_body(fbb: &mut Fbb<'_>, resp: &Response, payload: &mut Payload) -> (
             let b = fb::CreatePartitionsResponse::create(fbb, &fb::CreatePartitionsResponseArgs { topics });
             (fb::ResponseBody::CreatePartitionsResponse, b.as_union_value())
         }
+        Response::InitProducerId {
+            error,
+            producer_id,
+            producer_epoch,
+        } => producer::init_producer_id_response(fbb, *error, *producer_id, *producer_epoch),
         Response::Error { error, message } => {
             let message = opt_string(fbb, message);
             let b = fb::ErrorResponse::create(

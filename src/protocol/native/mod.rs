@@ -131,6 +131,11 @@ pub const SUPPORTED: &[ApiVersionRange] = &[
         min_version: 0,
         max_version: 0,
     },
+    ApiVersionRange {
+        api: ApiKey::InitProducerId,
+        min_version: 0,
+        max_version: 0,
+    },
 ];
 
 /// The API a response answers, or `None` for `Error`, which answers any.
@@ -154,6 +159,7 @@ fn response_api(resp: &Response) -> Option<ApiKey> {
         Response::DescribeGroups { .. } => Some(ApiKey::DescribeGroups),
         Response::DeleteGroups { .. } => Some(ApiKey::DeleteGroups),
         Response::CreatePartitions { .. } => Some(ApiKey::CreatePartitions),
+        Response::InitProducerId { .. } => Some(ApiKey::InitProducerId),
         Response::Error { .. } => None,
     }
 }

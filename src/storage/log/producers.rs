@@ -1,0 +1,140 @@
+//! The log's side of idempotent-producer state: snapshot files and the
+//! rebuild at open and after truncation.
+//!
+//! A snapshot `<offset>.producers` holds the state after every batch below
+//! `offset`. One is written when a segment rolls (at the new segment's
+//! base) and at a clean close (at the log end), so an open after a clean
+//! stop replays nothing and one after a crash replays at most the active
+//! segment, as Kafka does. Snapshots are a cache of what the log says: a
+//! missing or damaged one only means replaying from an older one or from
+//! the log start, never wrong state.
+
+use std::path::Path;
+
+use super::{Log, Result, StorageError};
+use crate::record::BatchHeader;
+use crate::storage::producers::ProducerStates;
+use crate::storage::segment;
+
+const EXT: &str = "producers";
+/// Snapshots kept: the newest, plus a few older ones so that a truncation
+/// below the newest need not replay from the log start.
+const SNAPSHOTS_KEPT: usize = 3;
+/// Bytes read per step when replaying.
+const REPLAY_READ_BYTES: usize = 1 << 20;
+
+/// Offsets of the snapshot files in `dir`, ascending.
+fn list(dir: &Path) -> Result<Vec<i64>> {
+    let mut offsets = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io("listing", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| StorageError::io("listing", dir, e))?;
+        if let Some(offset) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| segment::parse_base_offset(n, EXT))
+        {
+            offsets.push(offset);
+        }
+    }
+    offsets.sort_unstable();
+    Ok(offsets)
+}
+
+async fn remove(dir: &Path, offset: i64) {
+    let path = segment::file_path(dir, offset, EXT);
+    if let Err(e) = glommio::io::remove(&path).await {
+        let e = std::io::Error::from(e);
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(snapshot = %path.display(), error = %e, "removing a producer snapshot failed");
+        }
+    }
+}
+
+impl Log {
+    /// Number of idempotent producers this partition remembers.
+    pub fn producer_count(&self) -> usize {
+        self.inner.state.borrow().producers.len()
+    }
+
+    /// Writes the producer state as of the log end; call with the append
+    /// order held (a roll or a close), so no batch slips in between. Old
+    /// snapshots beyond [`SNAPSHOTS_KEPT`] are removed. A failure is only
+    /// logged: without this snapshot the next open replays more.
+    pub(super) async fn write_producer_snapshot(&self) {
+        let dir = &self.inner.dir;
+        let (offset, bytes) = {
+            let st = self.inner.state.borrow();
+            let end = st.next_offset();
+            (end, st.producers.encode(end))
+        };
+        let path = segment::file_path(dir, offset, EXT);
+        if let Err(e) = segment::write_file_atomic(&path, &bytes).await {
+            tracing::warn!(snapshot = %path.display(), error = %e, "writing a producer snapshot failed");
+            return;
+        }
+        if let Ok(offsets) = list(dir) {
+            let excess = offsets.len().saturating_sub(SNAPSHOTS_KEPT);
+            for &old in &offsets[..excess] {
+                remove(dir, old).await;
+            }
+        }
+    }
+
+    /// Rebuilds the producer state from the newest usable snapshot at or
+    /// below the log end plus the batches after it. Snapshots beyond the
+    /// end (left by a truncation or a cut recovery) are removed first;
+    /// damaged ones are removed and an older one tried. Call with nothing
+    /// staged for writing and no append running.
+    pub(super) async fn rebuild_producers(&self) -> Result<()> {
+        let dir = self.inner.dir.clone();
+        let (log_start, log_end) = (self.log_start_offset(), self.next_offset());
+        let offsets = list(&dir)?;
+        for &stale in offsets.iter().filter(|&&o| o > log_end) {
+            remove(&dir, stale).await;
+        }
+        let mut state = ProducerStates::default();
+        let mut from = log_start;
+        for &offset in offsets.iter().rev().filter(|&&o| o <= log_end) {
+            let path = segment::file_path(&dir, offset, EXT);
+            let decoded = match segment::read_small_file(&path).await {
+                Some(bytes) => ProducerStates::decode(&bytes),
+                None => Err("unreadable".into()),
+            };
+            match decoded {
+                Ok((at, loaded)) if at == offset => {
+                    state = loaded;
+                    // Batches below the log start are gone; the snapshot
+                    // still knows their producers.
+                    from = offset.max(log_start);
+                    break;
+                }
+                Ok((at, _)) => {
+                    tracing::warn!(snapshot = %path.display(), at, "producer snapshot names another offset; ignoring it");
+                }
+                Err(e) => {
+                    tracing::warn!(snapshot = %path.display(), error = %e, "producer snapshot is damaged; ignoring it");
+                }
+            }
+            remove(&dir, offset).await;
+        }
+        let now = crate::record::now_ms();
+        let mut at = from;
+        while at < log_end {
+            let read = self.read(at, REPLAY_READ_BYTES, log_end).await?;
+            if read.next_offset <= at {
+                break;
+            }
+            for batch in &read.batches {
+                state.record(&BatchHeader::parse(batch)?, now);
+            }
+            at = read.next_offset;
+        }
+        state.expire(now, self.inner.config.producer_id_expiration_ms);
+        if from < log_end {
+            tracing::debug!(log = %dir.display(), from, to = log_end, producers = state.len(), "replayed producer state");
+        }
+        self.inner.state.borrow_mut().producers = state;
+        Ok(())
+    }
+}

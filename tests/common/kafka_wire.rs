@@ -1,0 +1,52 @@
+//! Speaking the Kafka protocol to a broker as a Kafka client would: the
+//! `kafka-protocol` crate's codecs over a blocking TcpStream.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+/// Largest Kafka answer [`call`] reads.
+const KAFKA_RESPONSE_BYTES_MAX: usize = 16 << 20;
+
+/// One Kafka request and its answer's body, on `stream`, encoded and
+/// decoded by the `kafka-protocol` crate as a Kafka client would.
+pub fn call<Req: Encodable, Resp: Decodable>(stream: &mut TcpStream, key: ApiKey, version: i16, body: &Req) -> Resp {
+    let correlation_id = 0x5a5a;
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("sluice-test")));
+    let mut frame = BytesMut::new();
+    frame.put_i32(0); // the size, filled in below
+    header
+        .encode(&mut frame, key.request_header_version(version))
+        .expect("header encodes");
+    body.encode(&mut frame, version).expect("body encodes");
+    let size = i32::try_from(frame.len() - 4).expect("small request");
+    frame[..4].copy_from_slice(&size.to_be_bytes());
+    stream.write_all(&frame).expect("request written");
+
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).expect("response size");
+    let len = usize::try_from(i32::from_be_bytes(prefix)).expect("non-negative size");
+    assert!(len <= KAFKA_RESPONSE_BYTES_MAX, "response of {len} bytes");
+    let mut buf = vec![0u8; len];
+    stream.read_exact(&mut buf).expect("response body");
+    let mut buf = Bytes::from(buf);
+    let h = ResponseHeader::decode(&mut buf, key.response_header_version(version)).expect("response header");
+    assert_eq!(h.correlation_id, correlation_id);
+    let resp = Resp::decode(&mut buf, version).expect("response body decodes");
+    assert!(!buf.has_remaining(), "{key:?} v{version}: nothing left over");
+    resp
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("kafka port");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    stream
+}
