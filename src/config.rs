@@ -25,6 +25,11 @@ pub struct ServeArgs {
     /// Kafka protocol listener shared by all shards (SO_REUSEPORT).
     #[arg(long)]
     pub kafka_addr: Option<SocketAddr>,
+    /// HOST:PORT Kafka clients are told to connect to (Kafka's
+    /// advertised.listeners). Default: the listener's address, or this
+    /// host's name when the listener is a wildcard (0.0.0.0 / ::).
+    #[arg(long)]
+    pub kafka_advertised_addr: Option<String>,
     /// Prometheus metrics endpoint.
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
@@ -47,6 +52,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     native_addr: Option<SocketAddr>,
     kafka_addr: Option<SocketAddr>,
+    kafka_advertised_addr: Option<String>,
     metrics_addr: Option<SocketAddr>,
     shards: Option<usize>,
     shard_port_base: Option<u16>,
@@ -77,9 +83,12 @@ struct FileConfig {
 pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub native_addr: SocketAddr,
-    /// The Kafka protocol listener; its host and port are what Kafka
-    /// clients are told (Metadata, FindCoordinator).
+    /// The Kafka protocol listener.
     pub kafka_addr: SocketAddr,
+    /// What Kafka clients are told to connect to (Metadata,
+    /// FindCoordinator): `kafka_advertised_addr` if set, else the
+    /// listener's address, or this host's name for a wildcard listener.
+    pub kafka_advertised: (String, u16),
     pub metrics_addr: SocketAddr,
     pub shards: usize,
     pub shard_port_base: u16,
@@ -128,6 +137,7 @@ impl Default for ServeConfig {
             data_dir: PathBuf::from("./data"),
             native_addr: SocketAddr::from(([127, 0, 0, 1], 9192)),
             kafka_addr: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            kafka_advertised: ("127.0.0.1".into(), 9092),
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9644)),
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             shard_port_base: 9193,
@@ -175,6 +185,7 @@ impl ServeConfig {
     pub fn load(args: &ServeArgs) -> Result<ServeConfig, String> {
         let mut cfg = ServeConfig::default();
         let mut shard_base_set = false;
+        let mut advertised: Option<String> = None;
         if let Some(path) = &args.config {
             let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
             let file: FileConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -188,6 +199,7 @@ impl ServeConfig {
             take!(data_dir);
             take!(native_addr);
             take!(kafka_addr);
+            advertised = file.kafka_advertised_addr.clone();
             take!(metrics_addr);
             take!(shards);
             take!(frame_bytes_max);
@@ -227,6 +239,9 @@ impl ServeConfig {
         if let Some(v) = args.kafka_addr {
             cfg.kafka_addr = v;
         }
+        if let Some(v) = &args.kafka_advertised_addr {
+            advertised = Some(v.clone());
+        }
         if let Some(v) = args.metrics_addr {
             cfg.metrics_addr = v;
         }
@@ -243,6 +258,11 @@ impl ServeConfig {
         if !shard_base_set {
             cfg.shard_port_base = cfg.native_addr.port().saturating_add(1);
         }
+        cfg.kafka_advertised = match advertised {
+            Some(text) => parse_host_port(&text).map_err(|e| format!("kafka_advertised_addr {text:?}: {e}"))?,
+            None if cfg.kafka_addr.ip().is_unspecified() => (host_name()?, cfg.kafka_addr.port()),
+            None => (cfg.kafka_addr.ip().to_string(), cfg.kafka_addr.port()),
+        };
         cfg.validate()?;
         Ok(cfg)
     }
@@ -308,6 +328,30 @@ mod tests {
     }
 
     #[test]
+    fn kafka_clients_are_told_the_advertised_address() {
+        let load = |kafka_addr: &str, advertised: Option<&str>| {
+            ServeConfig::load(&ServeArgs {
+                kafka_addr: Some(kafka_addr.parse().expect("addr")),
+                kafka_advertised_addr: advertised.map(String::from),
+                ..Default::default()
+            })
+        };
+        let cfg = load("127.0.0.2:9093", None).expect("loads");
+        assert_eq!(cfg.kafka_advertised, ("127.0.0.2".into(), 9093));
+        let cfg = load("0.0.0.0:9092", Some("broker-1.example:19092")).expect("loads");
+        assert_eq!(cfg.kafka_advertised, ("broker-1.example".into(), 19092));
+        let cfg = load("0.0.0.0:9092", Some("[::1]:9092")).expect("loads");
+        assert_eq!(cfg.kafka_advertised, ("::1".into(), 9092));
+        // A wildcard listener is never advertised as such.
+        let cfg = load("0.0.0.0:9092", None).expect("loads");
+        assert_ne!(cfg.kafka_advertised.0, "0.0.0.0");
+        assert!(!cfg.kafka_advertised.0.is_empty());
+        for bad in ["no-port", "host:", ":9092", "host:0", "host:99999", "two words:1"] {
+            assert!(load("127.0.0.1:9092", Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn bad_values_are_clear_errors() {
         assert!(parse_flush("sometimes").is_err());
         assert_eq!(parse_flush("bytes:10"), Ok(FlushConfig::Bytes(10)));
@@ -341,5 +385,36 @@ mod tests {
             });
             assert!(loaded.is_err(), "{bad} accepted");
         }
+    }
+}
+
+/// `HOST:PORT` (a name, an IPv4 address, or a bracketed IPv6 address).
+fn parse_host_port(text: &str) -> Result<(String, u16), String> {
+    let (host, port) = text.rsplit_once(':').ok_or("expected HOST:PORT")?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err("empty or malformed host".into());
+    }
+    let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
+    if port == 0 {
+        return Err("port 0 cannot be connected to".into());
+    }
+    Ok((host.to_string(), port))
+}
+
+/// This host's name, for a wildcard listener with nothing advertised.
+fn host_name() -> Result<String, String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at
+    // most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..len]) {
+        Ok(name) if rc == 0 && !name.is_empty() => Ok(name.to_string()),
+        _ => Err(
+            "the Kafka listener is a wildcard address and this host's name is unknown: \
+                  set kafka_advertised_addr to the HOST:PORT clients should use"
+                .into(),
+        ),
     }
 }

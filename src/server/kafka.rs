@@ -45,8 +45,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let cfg = shard.config.clone();
     let node = Rc::new(Advertised {
         node_id: cfg.node_id,
-        host: cfg.kafka_addr.ip().to_string(),
-        port: cfg.kafka_addr.port(),
+        host: cfg.kafka_advertised.0.clone(),
+        port: cfg.kafka_advertised.1,
         topic_defaults: cfg.topic_defaults.clone(),
     });
     let inflight = Rc::new(Semaphore::new(cfg.inflight_bytes_max_per_connection as u64));
