@@ -301,6 +301,37 @@ impl ServeConfig {
     }
 }
 
+/// `HOST:PORT` (a name, an IPv4 address, or a bracketed IPv6 address).
+fn parse_host_port(text: &str) -> Result<(String, u16), String> {
+    let (host, port) = text.rsplit_once(':').ok_or("expected HOST:PORT")?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err("empty or malformed host".into());
+    }
+    let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
+    if port == 0 {
+        return Err("port 0 cannot be connected to".into());
+    }
+    Ok((host.to_string(), port))
+}
+
+/// This host's name, for a wildcard listener with nothing advertised.
+fn host_name() -> Result<String, String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at
+    // most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..len]) {
+        Ok(name) if rc == 0 && !name.is_empty() => Ok(name.to_string()),
+        _ => Err(
+            "the Kafka listener is a wildcard address and this host's name is unknown: \
+                  set kafka_advertised_addr to the HOST:PORT clients should use"
+                .into(),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,36 +416,5 @@ mod tests {
             });
             assert!(loaded.is_err(), "{bad} accepted");
         }
-    }
-}
-
-/// `HOST:PORT` (a name, an IPv4 address, or a bracketed IPv6 address).
-fn parse_host_port(text: &str) -> Result<(String, u16), String> {
-    let (host, port) = text.rsplit_once(':').ok_or("expected HOST:PORT")?;
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-    if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err("empty or malformed host".into());
-    }
-    let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
-    if port == 0 {
-        return Err("port 0 cannot be connected to".into());
-    }
-    Ok((host.to_string(), port))
-}
-
-/// This host's name, for a wildcard listener with nothing advertised.
-fn host_name() -> Result<String, String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname writes at
-    // most that many bytes.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    match std::str::from_utf8(&buf[..len]) {
-        Ok(name) if rc == 0 && !name.is_empty() => Ok(name.to_string()),
-        _ => Err(
-            "the Kafka listener is a wildcard address and this host's name is unknown: \
-                  set kafka_advertised_addr to the HOST:PORT clients should use"
-                .into(),
-        ),
     }
 }
