@@ -8,6 +8,7 @@ pub mod api;
 pub mod broker;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod group;
 pub mod metrics;

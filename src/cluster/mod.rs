@@ -1,0 +1,11 @@
+//! The cluster: replicated partitions (Kafka's ISR model) and the
+//! controller quorum that owns cluster metadata.
+//!
+//! Everything here that decides is sans-IO — events in, actions out, time
+//! injected — so that a seeded simulator can drive it through crashes,
+//! lost and reordered messages and partitions, and check Kafka's
+//! guarantees after every step:
+//! - `replica`: one partition's replication state on its leader and on a
+//!   follower: follower progress, ISR membership, the high watermark,
+//!   leader epochs and the truncation of a divergent tail;
+pub mod replica;
