@@ -1,0 +1,376 @@
+//! Cluster metadata as a deterministic state machine: the commands of the
+//! replicated metadata log and the state every node gets by applying them
+//! in order (brokers and their addresses, fencing, topics with their
+//! partitions' replicas, leaders, epochs and ISR, producer-id blocks).
+//!
+//! Decisions that depend on time or on the proposer's view (a heartbeat
+//! that did not come, where a new topic's replicas go) are made by the
+//! active controller and recorded in the command, so that applying the log
+//! never consults a clock or a random number: every node that applies the
+//! same log holds the same state. A command that is not valid against the
+//! state (a stale ISR change, a topic that already exists) is applied as a
+//! no-op with an error the proposer hears about; it never panics and never
+//! diverges the replicas.
+//!
+//! Encoded as TOML (commands are small and rare; snapshots are read once
+//! at start), inside the raft log's own framing.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::replica::{AlterIsr, AlterIsrError, Epoch, NodeId, PartitionControl};
+
+/// How to reach a broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerEndpoints {
+    /// HOST:PORT of the Kafka listener, as advertised.
+    pub kafka: String,
+    /// HOST:PORT of the native listener.
+    pub native: String,
+    /// HOST:PORT of the inter-broker listener.
+    pub cluster: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Broker {
+    pub endpoints: BrokerEndpoints,
+    /// Changes on every restart: a broker that comes back before its
+    /// session expired still starts its leaderships over at a new epoch.
+    pub incarnation: u64,
+    pub fenced: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub replicas: Vec<NodeId>,
+    pub leader: Option<NodeId>,
+    pub leader_epoch: Epoch,
+    pub partition_epoch: i32,
+    pub isr: Vec<NodeId>,
+}
+
+impl From<&PartitionControl> for PartitionState {
+    fn from(p: &PartitionControl) -> Self {
+        PartitionState {
+            replicas: p.replicas.clone(),
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            isr: p.isr.clone(),
+        }
+    }
+}
+
+impl PartitionState {
+    fn control(&self) -> PartitionControl {
+        PartitionControl {
+            replicas: self.replicas.clone(),
+            leader: self.leader,
+            leader_epoch: self.leader_epoch,
+            partition_epoch: self.partition_epoch,
+            isr: self.isr.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicState {
+    pub min_insync_replicas: u16,
+    pub partitions: Vec<PartitionState>,
+}
+
+/// The replicated state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub brokers: BTreeMap<NodeId, Broker>,
+    pub topics: BTreeMap<String, TopicState>,
+    /// The first producer id not yet handed to any broker.
+    pub next_producer_id: i64,
+}
+
+/// A command of the metadata log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    /// A broker started (or restarted: a new incarnation).
+    RegisterBroker {
+        id: NodeId,
+        incarnation: u64,
+        endpoints: BrokerEndpoints,
+    },
+    /// The controller stopped hearing from `id` within its session.
+    FenceBroker {
+        id: NodeId,
+    },
+    /// Heartbeats from `id` resumed.
+    UnfenceBroker {
+        id: NodeId,
+    },
+    /// `assignment[p]` are partition p's replicas, preferred leader first.
+    CreateTopic {
+        name: String,
+        min_insync_replicas: u16,
+        assignment: Vec<Vec<NodeId>>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    /// Kafka's AlterPartition from a partition's leader.
+    AlterPartition {
+        topic: String,
+        partition: u32,
+        leader: NodeId,
+        leader_epoch: Epoch,
+        partition_epoch: i32,
+        isr: Vec<NodeId>,
+    },
+    /// Move leadership back to the preferred replica if it is in sync.
+    ElectPreferred {
+        topic: String,
+        partition: u32,
+    },
+    /// Hand a block of producer ids to a broker.
+    AllocateProducerIds {
+        broker: NodeId,
+        count: u32,
+    },
+}
+
+/// Why a command changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("broker {0} is not registered")]
+    UnknownBroker(NodeId),
+    #[error("topic {0} already exists")]
+    TopicExists(String),
+    #[error("topic or partition {0}-{1} does not exist")]
+    UnknownPartition(String, u32),
+    #[error("invalid assignment: {0}")]
+    InvalidAssignment(String),
+    #[error(transparent)]
+    AlterIsr(#[from] AlterIsrError),
+    #[error("producer ids are exhausted")]
+    ProducerIdsExhausted,
+}
+
+/// What applying a command did, for the proposer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Done,
+    /// Partitions whose leader, epoch or ISR changed.
+    Partitions(Vec<(String, u32)>),
+    /// The first id of the block handed out.
+    ProducerIds(i64),
+}
+
+impl ClusterState {
+    /// The brokers that are registered and not fenced.
+    fn live(&self) -> Vec<NodeId> {
+        self.brokers
+            .iter()
+            .filter(|(_, b)| !b.fenced)
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// Applies one committed command. Deterministic: no clock, no
+    /// randomness, no I/O.
+    pub fn apply(&mut self, cmd: &Command) -> Result<Applied, CommandError> {
+        match cmd {
+            Command::RegisterBroker {
+                id,
+                incarnation,
+                endpoints,
+            } => {
+                let restarted = self.brokers.get(id).is_some_and(|b| b.incarnation != *incarnation);
+                let mut changed = Vec::new();
+                if restarted {
+                    // Its leaderships start over at new epochs.
+                    changed = self.fence(*id);
+                }
+                self.brokers.insert(
+                    *id,
+                    Broker {
+                        endpoints: endpoints.clone(),
+                        incarnation: *incarnation,
+                        fenced: false,
+                    },
+                );
+                changed.extend(self.unfence(*id));
+                Ok(Applied::Partitions(changed))
+            }
+            Command::FenceBroker { id } => {
+                if !self.brokers.contains_key(id) {
+                    return Err(CommandError::UnknownBroker(*id));
+                }
+                Ok(Applied::Partitions(self.fence(*id)))
+            }
+            Command::UnfenceBroker { id } => {
+                if !self.brokers.contains_key(id) {
+                    return Err(CommandError::UnknownBroker(*id));
+                }
+                Ok(Applied::Partitions(self.unfence(*id)))
+            }
+            Command::CreateTopic {
+                name,
+                min_insync_replicas,
+                assignment,
+            } => {
+                if self.topics.contains_key(name) {
+                    return Err(CommandError::TopicExists(name.clone()));
+                }
+                for (p, replicas) in assignment.iter().enumerate() {
+                    let mut distinct = replicas.clone();
+                    distinct.sort_unstable();
+                    distinct.dedup();
+                    if replicas.is_empty() || distinct.len() != replicas.len() {
+                        return Err(CommandError::InvalidAssignment(format!(
+                            "partition {p}: {replicas:?} is empty or repeats a broker"
+                        )));
+                    }
+                    if let Some(b) = replicas.iter().find(|b| !self.brokers.contains_key(b)) {
+                        return Err(CommandError::UnknownBroker(*b));
+                    }
+                }
+                if assignment.is_empty() {
+                    return Err(CommandError::InvalidAssignment("no partitions".into()));
+                }
+                let live = self.live();
+                let partitions = assignment
+                    .iter()
+                    .map(|replicas| {
+                        let mut p = PartitionControl::new(replicas.clone());
+                        // A replica that is down now cannot lead.
+                        if p.leader.is_some_and(|l| !live.contains(&l)) {
+                            p.leader = p.replicas.iter().copied().find(|r| live.contains(r));
+                        }
+                        PartitionState::from(&p)
+                    })
+                    .collect();
+                self.topics.insert(
+                    name.clone(),
+                    TopicState {
+                        min_insync_replicas: *min_insync_replicas,
+                        partitions,
+                    },
+                );
+                Ok(Applied::Done)
+            }
+            Command::DeleteTopic { name } => self
+                .topics
+                .remove(name)
+                .map(|_| Applied::Done)
+                .ok_or_else(|| CommandError::UnknownPartition(name.clone(), 0)),
+            Command::AlterPartition {
+                topic,
+                partition,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                let req = AlterIsr {
+                    leader: *leader,
+                    leader_epoch: *leader_epoch,
+                    partition_epoch: *partition_epoch,
+                    isr: isr.clone(),
+                };
+                let live = self.live();
+                let state = self.partition_mut(topic, *partition)?;
+                let mut control = state.control();
+                control.alter_isr(&req, &|r| live.contains(&r))?;
+                *state = PartitionState::from(&control);
+                Ok(Applied::Partitions(vec![(topic.clone(), *partition)]))
+            }
+            Command::ElectPreferred { topic, partition } => {
+                let live = self.live();
+                let state = self.partition_mut(topic, *partition)?;
+                let mut control = state.control();
+                let moved = control.elect_preferred(&|r| live.contains(&r));
+                *state = PartitionState::from(&control);
+                Ok(Applied::Partitions(if moved {
+                    vec![(topic.clone(), *partition)]
+                } else {
+                    Vec::new()
+                }))
+            }
+            Command::AllocateProducerIds { broker, count } => {
+                if !self.brokers.contains_key(broker) {
+                    return Err(CommandError::UnknownBroker(*broker));
+                }
+                let first = self.next_producer_id;
+                self.next_producer_id = first
+                    .checked_add(i64::from(*count))
+                    .ok_or(CommandError::ProducerIdsExhausted)?;
+                Ok(Applied::ProducerIds(first))
+            }
+        }
+    }
+
+    fn partition_mut(&mut self, topic: &str, partition: u32) -> Result<&mut PartitionState, CommandError> {
+        self.topics
+            .get_mut(topic)
+            .and_then(|t| t.partitions.get_mut(partition as usize))
+            .ok_or_else(|| CommandError::UnknownPartition(topic.to_string(), partition))
+    }
+
+    /// Runs `change` on every partition's control state; returns the ones
+    /// it changed.
+    fn each_partition(
+        &mut self,
+        change: impl Fn(&mut PartitionControl, &dyn Fn(NodeId) -> bool) -> bool,
+    ) -> Vec<(String, u32)> {
+        let live = self.live();
+        let alive = |r: NodeId| live.contains(&r);
+        let mut changed = Vec::new();
+        for (name, topic) in &mut self.topics {
+            for (i, state) in topic.partitions.iter_mut().enumerate() {
+                let mut control = state.control();
+                if change(&mut control, &alive) {
+                    *state = PartitionState::from(&control);
+                    changed.push((name.clone(), i as u32));
+                }
+            }
+        }
+        changed
+    }
+
+    fn fence(&mut self, id: NodeId) -> Vec<(String, u32)> {
+        if let Some(b) = self.brokers.get_mut(&id) {
+            b.fenced = true;
+        }
+        self.each_partition(|p, alive| p.on_fenced(id, alive))
+    }
+
+    fn unfence(&mut self, id: NodeId) -> Vec<(String, u32)> {
+        if let Some(b) = self.brokers.get_mut(&id) {
+            b.fenced = false;
+        }
+        self.each_partition(|p, alive| p.on_unfenced(id, alive))
+    }
+
+    /// The state as a snapshot (for the metadata log's compaction).
+    pub fn encode(&self) -> Result<Vec<u8>, String> {
+        toml::to_string(self).map(String::into_bytes).map_err(|e| e.to_string())
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<ClusterState, String> {
+        let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+impl Command {
+    pub fn encode(&self) -> Result<Vec<u8>, String> {
+        toml::to_string(self).map(String::into_bytes).map_err(|e| e.to_string())
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Command, String> {
+        let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests;
