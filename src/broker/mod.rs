@@ -4,7 +4,7 @@
 
 mod groups;
 pub mod metadata;
-mod node_file;
+pub(crate) mod node_file;
 pub mod partition;
 mod producer_ids;
 mod shard;

@@ -8,9 +8,12 @@
 //! - `replica`: one partition's replication state on its leader and on a
 //!   follower: follower progress, ISR membership, the high watermark,
 //!   leader epochs and the truncation of a divergent tail;
+//! - `identity`: which cluster and node a data directory belongs to,
+//!   checked before anything touches it;
 //! - `placement`: where a new topic's replicas go (Kafka's pattern);
 //! - `metadata`: the commands of the metadata log and the state every
 //!   node gets by applying them;
+pub mod identity;
 pub mod metadata;
 pub mod placement;
 pub mod replica;
