@@ -14,6 +14,7 @@ pub mod group;
 pub mod metrics;
 pub mod protocol;
 pub mod record;
+pub mod rng;
 pub mod server;
 pub mod storage;
 pub mod watermark;

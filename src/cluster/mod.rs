@@ -13,7 +13,10 @@
 //! - `placement`: where a new topic's replicas go (Kafka's pattern);
 //! - `metadata`: the commands of the metadata log and the state every
 //!   node gets by applying them;
+//! - `raft`: the controller quorum, an adapter over an existing Raft
+//!   library (no home-made consensus) that replicates the metadata log.
 pub mod identity;
 pub mod metadata;
 pub mod placement;
+pub mod raft;
 pub mod replica;

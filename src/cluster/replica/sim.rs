@@ -23,6 +23,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
+use crate::rng::SplitMix64;
 
 const SEEDS: u64 = 1500;
 const STEPS: usize = 300;
@@ -816,28 +817,5 @@ fn replication_keeps_kafkas_guarantees_under_faults() {
         ] {
             assert!(total.get(what).copied().unwrap_or(0) > 0, "never saw {what}: {total:?}");
         }
-    }
-}
-
-/// A small, fast, seeded generator (SplitMix64): plenty for choosing
-/// events, and cheap in debug builds where the suite runs.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..=hi` (the bias of a modulo is irrelevant here).
-    fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-
-    fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 > 1.0 - p
     }
 }

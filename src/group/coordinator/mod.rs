@@ -47,6 +47,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
+pub(crate) use crate::rng::SplitMix64;
+
 use crate::api::{
     DescribedGroup, DescribedMember, ErrorCode, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse,
     LeaveGroupRequest, LeaveGroupResponse, LeftMember, ListedGroup, Response, SyncGroupRequest, SyncGroupResponse,
@@ -499,32 +501,4 @@ fn reject_held(held: Held, member_id: &str, error: ErrorCode, out: &mut Vec<Acti
         Held::Sync(token) => (token, sync_error(error)),
     };
     out.push(reply(token, response));
-}
-
-/// SplitMix64: the seeded generator behind member ids (and the tests).
-#[derive(Debug, Clone)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// 128 random bits laid out as a version-4 UUID.
-    fn uuid(&mut self) -> String {
-        let high = (self.next_u64() & !0xF000) | 0x4000;
-        let low = (self.next_u64() & !(0xC << 60)) | (0x8 << 60);
-        format!(
-            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            high >> 32,
-            (high >> 16) & 0xFFFF,
-            high & 0xFFFF,
-            low >> 48,
-            low & 0xFFFF_FFFF_FFFF
-        )
-    }
 }

@@ -20,16 +20,6 @@ const SIM_PROTOCOLS: [&[(&str, &str)]; 3] = [
     &[("roundrobin", "c")],
 ];
 
-impl SplitMix64 {
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SimState {
     /// Not in the group: joins when next picked.
@@ -90,7 +80,7 @@ impl Sim {
         let config = CoordinatorConfig {
             min_session_timeout_ms: 6_000,
             max_session_timeout_ms: 30_000,
-            initial_rebalance_delay_ms: if rng.chance(50) { 0 } else { 3_000 },
+            initial_rebalance_delay_ms: if rng.percent(50) { 0 } else { 3_000 },
             max_group_size: 4,
         };
         let clients = (0..SIM_CLIENTS)
@@ -132,7 +122,7 @@ impl Sim {
 
     fn step(&mut self) {
         let before = self.coordinator.state(GROUP);
-        let actions = if self.rng.chance(25) {
+        let actions = if self.rng.percent(25) {
             self.now_ms += self.rng.below(3_000);
             self.tick()
         } else {
@@ -157,9 +147,9 @@ impl Sim {
         match self.clients[i].state {
             SimState::Out => self.send_join(i),
             // A client that timed out retries its join while the first is held.
-            SimState::Joining if self.rng.chance(10) => self.send_join(i),
+            SimState::Joining if self.rng.percent(10) => self.send_join(i),
             // Closed mid-rebalance: the held request is answered as the member leaves.
-            SimState::Joining | SimState::Syncing if self.rng.chance(3) => self.send_leave(i),
+            SimState::Joining | SimState::Syncing if self.rng.percent(3) => self.send_leave(i),
             SimState::MustSync => self.send_sync(i),
             SimState::Joining | SimState::Syncing => Vec::new(),
             SimState::Active => match self.rng.below(100) {
@@ -181,7 +171,7 @@ impl Sim {
                 89..=90 if self.clients[i].instance_id.is_some() => self.send_impostor_join(i),
                 _ => self.send_join(i),
             },
-            SimState::Silent if self.rng.chance(15) => {
+            SimState::Silent if self.rng.percent(15) => {
                 // Restart: a new process knows no member id (a static one keeps its instance id).
                 self.clients[i].member_id.clear();
                 self.send_join(i)
