@@ -30,6 +30,22 @@ pub struct ServeArgs {
     /// host's name when the listener is a wildcard (0.0.0.0 / ::).
     #[arg(long)]
     pub kafka_advertised_addr: Option<String>,
+    /// This broker's id in its cluster (and in Kafka metadata). Default 0.
+    #[arg(long)]
+    pub node_id: Option<u32>,
+    /// This node's inter-broker listener (controller and replication
+    /// traffic). Cluster mode only, with --voters.
+    #[arg(long)]
+    pub cluster_addr: Option<SocketAddr>,
+    /// The controller quorum: ID@HOST:PORT,... naming each voter's cluster
+    /// address (KRaft's controller.quorum.voters). Without it the node
+    /// runs alone, as by default.
+    #[arg(long)]
+    pub voters: Option<String>,
+    /// Cluster mode: fence a broker the controller has not heard from for
+    /// this long. Default 6000.
+    #[arg(long)]
+    pub broker_session_timeout_ms: Option<u64>,
     /// Prometheus metrics endpoint.
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
@@ -53,6 +69,9 @@ struct FileConfig {
     native_addr: Option<SocketAddr>,
     kafka_addr: Option<SocketAddr>,
     kafka_advertised_addr: Option<String>,
+    node_id: Option<u32>,
+    cluster_addr: Option<SocketAddr>,
+    voters: Option<String>,
     metrics_addr: Option<SocketAddr>,
     shards: Option<usize>,
     shard_port_base: Option<u16>,
@@ -76,6 +95,7 @@ struct FileConfig {
     retention_check_interval_ms: Option<u64>,
     offsets_segment_bytes: Option<u64>,
     producer_id_expiration_ms: Option<u64>,
+    broker_session_timeout_ms: Option<u64>,
 }
 
 /// The broker's resolved configuration.
@@ -85,6 +105,9 @@ pub struct ServeConfig {
     pub native_addr: SocketAddr,
     /// The Kafka protocol listener.
     pub kafka_addr: SocketAddr,
+    /// Cluster mode: this node's inter-broker listener and the controller
+    /// quorum. `None`: a single node.
+    pub cluster: Option<ClusterSettings>,
     /// What Kafka clients are told to connect to (Metadata,
     /// FindCoordinator): `kafka_advertised_addr` if set, else the
     /// listener's address, or this host's name for a wildcard listener.
@@ -129,6 +152,9 @@ pub struct ServeConfig {
     /// A partition forgets an idempotent producer that has written nothing
     /// to it for this long (Kafka's producer.id.expiration.ms).
     pub producer_id_expiration_ms: u64,
+    /// Cluster mode: a broker the controller has not heard from for this
+    /// long is fenced (Kafka's broker.session.timeout.ms).
+    pub broker_session_timeout_ms: u64,
 }
 
 impl Default for ServeConfig {
@@ -138,6 +164,7 @@ impl Default for ServeConfig {
             native_addr: SocketAddr::from(([127, 0, 0, 1], 9192)),
             kafka_addr: SocketAddr::from(([127, 0, 0, 1], 9092)),
             kafka_advertised: ("127.0.0.1".into(), 9092),
+            cluster: None,
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9644)),
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             shard_port_base: 9193,
@@ -165,6 +192,7 @@ impl Default for ServeConfig {
             retention_check_interval_ms: 60_000,
             offsets_segment_bytes: 8 << 20,
             producer_id_expiration_ms: 24 * 3600 * 1000,
+            broker_session_timeout_ms: 6_000,
         }
     }
 }
@@ -186,6 +214,8 @@ impl ServeConfig {
         let mut cfg = ServeConfig::default();
         let mut shard_base_set = false;
         let mut advertised: Option<String> = None;
+        let (mut node_id, mut cluster_addr, mut voters): (Option<u32>, Option<SocketAddr>, Option<String>) =
+            (None, None, None);
         if let Some(path) = &args.config {
             let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
             let file: FileConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -200,6 +230,9 @@ impl ServeConfig {
             take!(native_addr);
             take!(kafka_addr);
             advertised = file.kafka_advertised_addr.clone();
+            node_id = file.node_id.or(node_id);
+            cluster_addr = file.cluster_addr.or(cluster_addr);
+            voters = file.voters.clone().or(voters);
             take!(metrics_addr);
             take!(shards);
             take!(frame_bytes_max);
@@ -217,6 +250,7 @@ impl ServeConfig {
             take!(retention_check_interval_ms);
             take!(offsets_segment_bytes);
             take!(producer_id_expiration_ms);
+            take!(broker_session_timeout_ms);
             if let Some(v) = file.shard_port_base {
                 cfg.shard_port_base = v;
                 shard_base_set = true;
@@ -242,6 +276,12 @@ impl ServeConfig {
         if let Some(v) = &args.kafka_advertised_addr {
             advertised = Some(v.clone());
         }
+        node_id = args.node_id.or(node_id);
+        if let Some(v) = args.broker_session_timeout_ms {
+            cfg.broker_session_timeout_ms = v;
+        }
+        cluster_addr = args.cluster_addr.or(cluster_addr);
+        voters = args.voters.clone().or(voters);
         if let Some(v) = args.metrics_addr {
             cfg.metrics_addr = v;
         }
@@ -258,6 +298,10 @@ impl ServeConfig {
         if !shard_base_set {
             cfg.shard_port_base = cfg.native_addr.port().saturating_add(1);
         }
+        if let Some(id) = node_id {
+            cfg.node_id = i32::try_from(id).map_err(|_| format!("node id {id} is above {}", i32::MAX))?;
+        }
+        cfg.cluster = ClusterSettings::resolve(node_id, cluster_addr, voters.as_deref())?;
         cfg.kafka_advertised = match advertised {
             Some(text) => parse_host_port(&text).map_err(|e| format!("kafka_advertised_addr {text:?}: {e}"))?,
             None if cfg.kafka_addr.ip().is_unspecified() => (host_name()?, cfg.kafka_addr.port()),
@@ -298,6 +342,49 @@ impl ServeConfig {
     /// The port shard `shard` listens on, besides the shared native port.
     pub fn shard_port(&self, shard: usize) -> u16 {
         self.shard_port_base + shard as u16
+    }
+}
+
+/// Cluster mode's settings (see [`ServeArgs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    pub node_id: u32,
+    pub cluster_addr: SocketAddr,
+    pub voters: Vec<crate::cluster::identity::Voter>,
+}
+
+impl ClusterSettings {
+    /// Cluster mode needs all three; none of them is a single node. This
+    /// version runs combined mode only: every node is a controller voter.
+    fn resolve(
+        node_id: Option<u32>,
+        cluster_addr: Option<SocketAddr>,
+        voters: Option<&str>,
+    ) -> Result<Option<ClusterSettings>, String> {
+        let (cluster_addr, voters) = match (cluster_addr, voters) {
+            (None, None) => return Ok(None),
+            (Some(a), Some(v)) => (a, crate::cluster::identity::parse_voters(v)?),
+            _ => return Err("cluster mode needs both --cluster-addr and --voters".into()),
+        };
+        let node_id = node_id.ok_or("cluster mode needs --node-id")?;
+        let me = voters.iter().find(|v| v.id == node_id).ok_or_else(|| {
+            format!("node {node_id} is not among the voters; brokers that are not voters are not supported yet")
+        })?;
+        let port_matches = me
+            .addr
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p == cluster_addr.port().to_string());
+        if !port_matches {
+            return Err(format!(
+                "--voters names {}@{} but --cluster-addr is {cluster_addr}",
+                me.id, me.addr
+            ));
+        }
+        Ok(Some(ClusterSettings {
+            node_id,
+            cluster_addr,
+            voters,
+        }))
     }
 }
 

@@ -374,3 +374,32 @@ impl Command {
 
 #[cfg(test)]
 mod tests;
+
+impl crate::cluster::raft::CommandCodec for Command {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), crate::cluster::raft::CodecError> {
+        out.extend(Command::encode(self).map_err(crate::cluster::raft::CodecError::new)?);
+        Ok(())
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, crate::cluster::raft::CodecError> {
+        Command::decode(bytes).map_err(crate::cluster::raft::CodecError::new)
+    }
+}
+
+/// The metadata log's state machine: committed commands applied in order.
+impl crate::cluster::raft::StateMachine for ClusterState {
+    type Command = Command;
+    type Outcome = Result<Applied, CommandError>;
+
+    fn apply(&mut self, _index: u64, cmd: &Command) -> Self::Outcome {
+        ClusterState::apply(self, cmd)
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, crate::cluster::raft::CodecError> {
+        self.encode().map_err(crate::cluster::raft::CodecError::new)
+    }
+
+    fn restore(bytes: &[u8]) -> Result<Self, crate::cluster::raft::CodecError> {
+        ClusterState::decode(bytes).map_err(crate::cluster::raft::CodecError::new)
+    }
+}

@@ -14,9 +14,12 @@
 //! - `metadata`: the commands of the metadata log and the state every
 //!   node gets by applying them;
 //! - `raft`: the controller quorum, an adapter over an existing Raft
-//!   library (no home-made consensus) that replicates the metadata log.
+//!   library (no home-made consensus) that replicates the metadata log;
+//! - `runtime`: cluster mode on shard 0: inter-broker connections, the
+//!   quorum's timer, registration, heartbeats and fencing.
 pub mod identity;
 pub mod metadata;
 pub mod placement;
 pub mod raft;
 pub mod replica;
+pub mod runtime;

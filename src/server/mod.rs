@@ -17,6 +17,7 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::broker::{MetadataStore, ProducerIdAllocator, Shard, ShardMsg};
+use crate::cluster::identity::NodeRole;
 use crate::config::ServeConfig;
 use crate::metrics::ShardMetrics;
 
@@ -80,6 +81,17 @@ fn io_memory_per_shard(cfg: &ServeConfig) -> usize {
 /// unreadable data dir).
 pub fn run(cfg: ServeConfig) -> Result<(), String> {
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| format!("creating {}: {e}", cfg.data_dir.display()))?;
+    // Before anything else reads or writes the directory.
+    let role = match &cfg.cluster {
+        Some(c) => NodeRole::Cluster {
+            node_id: c.node_id,
+            voters: c.voters.clone(),
+        },
+        None => NodeRole::Single {
+            node_id: u32::try_from(cfg.node_id).unwrap_or(0),
+        },
+    };
+    crate::cluster::identity::check_or_record(&cfg.data_dir, &role)?;
     let meta = Arc::new(MetadataStore::open(&cfg.data_dir)?);
     // Moved into shard 0, its only user.
     let mut producer_ids = Some(ProducerIdAllocator::open(&cfg.data_dir)?);
@@ -210,9 +222,16 @@ async fn shard_main(
         .map(|(l, wire)| glommio::spawn_local(accept_loop(shard.clone(), l, wire)));
     glommio::spawn_local(retention_loop(shard.clone())).detach();
     if id == 0 {
+        let cluster = match &cfg.cluster {
+            Some(settings) => {
+                let (cluster, links) = crate::cluster::runtime::Cluster::open(&cfg, settings)?;
+                Some(crate::cluster::runtime::start(cluster, links, settings)?)
+            }
+            None => None,
+        };
         let listener = TcpListener::bind(cfg.metrics_addr)
             .map_err(|e| format!("metrics listener on {}: {e}", cfg.metrics_addr))?;
-        glommio::spawn_local(metrics_loop(listener, metrics.clone())).detach();
+        glommio::spawn_local(metrics_loop(listener, metrics.clone(), cluster)).detach();
     }
     if listening.fetch_add(1, Ordering::SeqCst) + 1 == cfg.shards {
         tracing::info!(
@@ -296,8 +315,13 @@ async fn retention_loop(shard: Rc<Shard>) {
     }
 }
 
-/// Serves `GET /metrics` in Prometheus text format; anything else is 404.
-async fn metrics_loop(listener: TcpListener, metrics: Arc<Vec<Arc<ShardMetrics>>>) {
+/// Serves `GET /metrics` in Prometheus text format and, in cluster mode,
+/// `GET /cluster` (controller, brokers, partitions); anything else is 404.
+async fn metrics_loop(
+    listener: TcpListener,
+    metrics: Arc<Vec<Arc<ShardMetrics>>>,
+    cluster: Option<Rc<std::cell::RefCell<crate::cluster::runtime::Cluster>>>,
+) {
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
     /// Largest request head we read before answering.
     const HEAD_BYTES_MAX: usize = 8 << 10;
@@ -307,6 +331,7 @@ async fn metrics_loop(listener: TcpListener, metrics: Arc<Vec<Arc<ShardMetrics>>
             continue;
         };
         let metrics = metrics.clone();
+        let cluster = cluster.clone();
         glommio::spawn_local(async move {
             let mut head = Vec::with_capacity(1024);
             let mut buf = [0u8; 1024];
@@ -318,6 +343,11 @@ async fn metrics_loop(listener: TcpListener, metrics: Arc<Vec<Arc<ShardMetrics>>
             }
             let (status, body) = if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics?") {
                 ("200 OK", crate::metrics::render(&metrics))
+            } else if head.starts_with(b"GET /cluster ") {
+                match &cluster {
+                    Some(c) => ("200 OK", c.borrow().describe()),
+                    None => ("404 Not Found", "not in cluster mode\n".to_string()),
+                }
             } else {
                 ("404 Not Found", "see /metrics\n".to_string())
             };

@@ -18,6 +18,12 @@ pub mod kafka_wire;
 /// How long a broker may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A port that was free on 127.0.0.1 a moment ago.
+pub fn free_port() -> u16 {
+    let probe = TcpListener::bind("127.0.0.1:0").expect("bind probe");
+    probe.local_addr().expect("addr").port()
+}
+
 /// `n + 1` consecutive free ports on 127.0.0.1, found by binding them.
 fn free_ports(n: usize) -> u16 {
     for _ in 0..200 {
@@ -83,9 +89,15 @@ impl Broker {
 
     /// The Prometheus text from `GET /metrics`.
     pub fn scrape(&self) -> String {
+        self.http_get("/metrics")
+    }
+
+    /// The body of `GET path` on the metrics port (200 expected).
+    pub fn http_get(&self, path: &str) -> String {
         let mut s = TcpStream::connect(self.metrics_addr()).expect("metrics port");
         s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .expect("write");
         let mut text = String::new();
         s.read_to_string(&mut text).expect("read");
         let (head, body) = text.split_once("\r\n\r\n").expect("http response");

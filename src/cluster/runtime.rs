@@ -1,0 +1,478 @@
+//! Cluster mode on shard 0: the inter-broker listener and connections, the
+//! controller quorum ticked by a timer, and the active controller's duties
+//! (registering brokers from their heartbeats, fencing the ones that stop).
+//!
+//! This is the controller half of the cluster. Every node is a voter
+//! (KRaft's combined mode); replicated partitions come next and will read
+//! the applied [`ClusterState`].
+//!
+//! Inter-broker frames: `len u32 | kind u8 | payload`, big-endian, `len`
+//! counting kind and payload and bounded. A connection carries frames one
+//! way, from the node that opened it; its first frame says who that is
+//! (`Hello`), and a node that is not a voter is refused. Raft's own
+//! messages are framed and checked again inside (see `raft::frame`).
+//! Messages to a peer that is down are dropped: raft resends.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::ToSocketAddrs;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::net::{TcpListener, TcpStream};
+
+use super::metadata::{BrokerEndpoints, ClusterState, Command};
+use super::raft::{FileStorage, QuorumConfig, QuorumNode};
+use crate::config::{ClusterSettings, ServeConfig};
+
+/// One raft tick; elections take `election_ticks` (10) of them.
+const TICK: Duration = Duration::from_millis(100);
+/// How often a broker tells the active controller it is alive.
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
+/// Largest inter-broker frame.
+const FRAME_BYTES_MAX: usize = (64 << 20) + 1024;
+/// Frames queued for one peer before new ones are dropped.
+const PEER_QUEUE_FRAMES: usize = 1024;
+/// A command the controller proposed is proposed again after this.
+const REPROPOSE_AFTER: Duration = Duration::from_secs(1);
+
+const KIND_HELLO: u8 = 1;
+const KIND_RAFT: u8 = 2;
+const KIND_HEARTBEAT: u8 = 3;
+
+type Quorum = QuorumNode<ClusterState, FileStorage>;
+
+/// What the controller knows of a broker from its heartbeats.
+struct Seen {
+    at: Instant,
+    incarnation: u64,
+    endpoints: BrokerEndpoints,
+}
+
+/// Shard 0's cluster state: the quorum node and the controller duties.
+pub struct Cluster {
+    me: u32,
+    quorum: Quorum,
+    peers: HashMap<u32, LocalSender<Bytes>>,
+    incarnation: u64,
+    endpoints: BrokerEndpoints,
+    session_timeout: Duration,
+    /// While this node leads: heartbeats heard, and since when it leads
+    /// (a new controller gives every broker a full session first).
+    seen: HashMap<u32, Seen>,
+    leading_since: Option<Instant>,
+    proposed: HashMap<u32, Instant>,
+    last_heartbeat: Option<Instant>,
+}
+
+impl Cluster {
+    /// Opens the quorum's storage in `<data_dir>/raft/` (blocking; at
+    /// start) and prepares the peers' queues.
+    pub fn open(cfg: &ServeConfig, settings: &ClusterSettings) -> Result<(Cluster, Vec<PeerLink>), String> {
+        let storage = FileStorage::open(&cfg.data_dir).map_err(|e| e.to_string())?;
+        let voters: Vec<u64> = settings.voters.iter().map(|v| u64::from(v.id)).collect();
+        let mut qc = QuorumConfig::new(u64::from(settings.node_id), voters);
+        qc.election_seed = incarnation();
+        let quorum = QuorumNode::new(qc, storage).map_err(|e| format!("controller quorum: {e}"))?;
+        let mut peers = HashMap::new();
+        let mut links = Vec::new();
+        for v in settings.voters.iter().filter(|v| v.id != settings.node_id) {
+            let (tx, rx) = local_channel::new_bounded(PEER_QUEUE_FRAMES);
+            peers.insert(v.id, tx);
+            links.push(PeerLink {
+                me: settings.node_id,
+                peer: v.id,
+                addr: v.addr.clone(),
+                rx,
+            });
+        }
+        let endpoints = BrokerEndpoints {
+            kafka: format!("{}:{}", cfg.kafka_advertised.0, cfg.kafka_advertised.1),
+            native: cfg.native_addr.to_string(),
+            cluster: settings.cluster_addr.to_string(),
+        };
+        let cluster = Cluster {
+            me: settings.node_id,
+            quorum,
+            peers,
+            incarnation: incarnation(),
+            endpoints,
+            session_timeout: Duration::from_millis(cfg.broker_session_timeout_ms),
+            seen: HashMap::new(),
+            leading_since: None,
+            proposed: HashMap::new(),
+            last_heartbeat: None,
+        };
+        Ok((cluster, links))
+    }
+
+    pub fn state(&self) -> &ClusterState {
+        self.quorum.state()
+    }
+
+    pub fn controller(&self) -> Option<u32> {
+        self.quorum.leader().and_then(|l| u32::try_from(l).ok())
+    }
+
+    fn send(&self, to: u32, frame: Bytes) {
+        if let Some(tx) = self.peers.get(&to) {
+            // A full queue means the peer is down or slow: drop, raft resends.
+            let _ = tx.try_send(frame);
+        }
+    }
+
+    /// Persists, applies and sends what the quorum has ready.
+    fn flush(&mut self) {
+        match self.quorum.poll() {
+            Ok(out) => {
+                for m in out.messages {
+                    if let Ok(to) = u32::try_from(m.to) {
+                        self.send(to, frame(KIND_RAFT, &m.bytes));
+                    }
+                }
+                for a in out.applied {
+                    match &a.outcome {
+                        Ok(_) => tracing::debug!(index = a.index, command = ?a.command, "applied"),
+                        Err(e) => {
+                            tracing::debug!(index = a.index, command = ?a.command, error = %e, "applied as a no-op")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "controller quorum failed; this node stops taking part"),
+        }
+    }
+
+    fn on_raft(&mut self, from: u32, bytes: &[u8]) {
+        if let Err(e) = self.quorum.step(u64::from(from), bytes) {
+            tracing::warn!(from, error = %e, "refused a controller message");
+        }
+        self.flush();
+    }
+
+    fn on_heartbeat(&mut self, from: u32, incarnation: u64, endpoints: BrokerEndpoints) {
+        self.seen.insert(
+            from,
+            Seen {
+                at: Instant::now(),
+                incarnation,
+                endpoints,
+            },
+        );
+    }
+
+    /// One timer tick: raft's clock, this broker's heartbeat, and the
+    /// active controller's duties.
+    fn tick(&mut self) {
+        if let Err(e) = self.quorum.tick() {
+            tracing::error!(error = %e, "controller quorum failed");
+        }
+        let now = Instant::now();
+        if self.last_heartbeat.is_none_or(|t| now - t >= HEARTBEAT_EVERY) {
+            self.last_heartbeat = Some(now);
+            match self.controller() {
+                Some(c) if c == self.me => self.on_heartbeat(self.me, self.incarnation, self.endpoints.clone()),
+                Some(c) => self.send(c, heartbeat_frame(self.incarnation, &self.endpoints)),
+                None => {}
+            }
+        }
+        if self.quorum.is_leader() {
+            self.controller_duties(now);
+        } else {
+            self.leading_since = None;
+            self.seen.clear();
+            self.proposed.clear();
+        }
+        self.flush();
+    }
+
+    fn controller_duties(&mut self, now: Instant) {
+        let since = *self.leading_since.get_or_insert(now);
+        let mut commands = Vec::new();
+        for (&id, seen) in &self.seen {
+            let fresh = now - seen.at < self.session_timeout;
+            if !fresh {
+                continue;
+            }
+            match self.quorum.state().brokers.get(&id) {
+                Some(b) if b.incarnation == seen.incarnation && b.endpoints == seen.endpoints => {
+                    if b.fenced {
+                        commands.push((id, Command::UnfenceBroker { id }));
+                    }
+                }
+                _ => commands.push((
+                    id,
+                    Command::RegisterBroker {
+                        id,
+                        incarnation: seen.incarnation,
+                        endpoints: seen.endpoints.clone(),
+                    },
+                )),
+            }
+        }
+        if now - since >= self.session_timeout {
+            for (&id, b) in &self.quorum.state().brokers {
+                let silent = self.seen.get(&id).is_none_or(|s| now - s.at >= self.session_timeout);
+                if !b.fenced && silent {
+                    commands.push((id, Command::FenceBroker { id }));
+                }
+            }
+        }
+        for (id, cmd) in commands {
+            if self.proposed.get(&id).is_some_and(|t| now - *t < REPROPOSE_AFTER) {
+                continue;
+            }
+            self.proposed.insert(id, now);
+            tracing::info!(command = ?cmd, "controller proposes");
+            if let Err(e) = self.quorum.propose(&cmd) {
+                tracing::warn!(error = %e, "proposal refused");
+            }
+        }
+    }
+
+    /// A plain-text view for `GET /cluster` and `sluice cluster describe`.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let controller = self.controller().map_or("none".to_string(), |c| c.to_string());
+        let _ = writeln!(
+            out,
+            "node {} controller {controller} term {} applied {}",
+            self.me,
+            self.quorum.term(),
+            self.quorum.applied_index()
+        );
+        for (id, b) in &self.state().brokers {
+            let _ = writeln!(
+                out,
+                "broker {id} {} kafka {} native {} cluster {} incarnation {}",
+                if b.fenced { "fenced" } else { "live" },
+                b.endpoints.kafka,
+                b.endpoints.native,
+                b.endpoints.cluster,
+                b.incarnation
+            );
+        }
+        for (name, t) in &self.state().topics {
+            for (i, p) in t.partitions.iter().enumerate() {
+                let leader = p.leader.map_or("none".to_string(), |l| l.to_string());
+                let _ = writeln!(
+                    out,
+                    "partition {name}-{i} leader {leader} epoch {} replicas {:?} isr {:?}",
+                    p.leader_epoch, p.replicas, p.isr
+                );
+            }
+        }
+        out
+    }
+}
+
+/// A fresh incarnation: differs on every start of a node.
+fn incarnation() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ u64::from(std::process::id()).rotate_left(40)
+}
+
+fn frame(kind: u8, payload: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(5 + payload.len());
+    b.put_u32((payload.len() + 1) as u32);
+    b.put_u8(kind);
+    b.put_slice(payload);
+    b.freeze()
+}
+
+fn put_str(b: &mut BytesMut, s: &str) {
+    b.put_u16(s.len().min(u16::MAX as usize) as u16);
+    b.put_slice(&s.as_bytes()[..s.len().min(u16::MAX as usize)]);
+}
+
+fn heartbeat_frame(incarnation: u64, e: &BrokerEndpoints) -> Bytes {
+    let mut p = BytesMut::new();
+    p.put_u64(incarnation);
+    for s in [&e.kafka, &e.native, &e.cluster] {
+        put_str(&mut p, s);
+    }
+    frame(KIND_HEARTBEAT, &p)
+}
+
+fn get_str(b: &mut Bytes) -> Result<String, String> {
+    if b.remaining() < 2 {
+        return Err("truncated string".into());
+    }
+    let n = b.get_u16() as usize;
+    if b.remaining() < n {
+        return Err("truncated string".into());
+    }
+    String::from_utf8(b.split_to(n).to_vec()).map_err(|_| "a string that is not UTF-8".into())
+}
+
+fn parse_heartbeat(mut b: Bytes) -> Result<(u64, BrokerEndpoints), String> {
+    if b.remaining() < 8 {
+        return Err("truncated heartbeat".into());
+    }
+    let incarnation = b.get_u64();
+    let endpoints = BrokerEndpoints {
+        kafka: get_str(&mut b)?,
+        native: get_str(&mut b)?,
+        cluster: get_str(&mut b)?,
+    };
+    if b.has_remaining() {
+        return Err("trailing bytes in a heartbeat".into());
+    }
+    Ok((incarnation, endpoints))
+}
+
+/// The outgoing connection to one peer: its address and frame queue.
+pub struct PeerLink {
+    me: u32,
+    peer: u32,
+    addr: String,
+    rx: LocalReceiver<Bytes>,
+}
+
+/// Keeps a connection to the peer open and writes its queued frames;
+/// reconnects with a growing pause when it breaks.
+async fn peer_loop(link: PeerLink) {
+    let mut pause = Duration::from_millis(50);
+    let hello = frame(KIND_HELLO, &link.me.to_be_bytes());
+    loop {
+        let addr = link.addr.to_socket_addrs().ok().and_then(|mut a| a.next());
+        let stream = match addr {
+            Some(a) => TcpStream::connect(a).await.ok(),
+            None => None,
+        };
+        let Some(mut stream) = stream else {
+            glommio::timer::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        pause = Duration::from_millis(50);
+        if stream.write_all(&hello).await.is_err() {
+            continue;
+        }
+        tracing::debug!(peer = link.peer, addr = %link.addr, "connected to peer");
+        while let Some(f) = link.rx.recv().await {
+            if stream.write_all(&f).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// Reads one frame: (kind, payload).
+async fn read_frame(stream: &mut TcpStream) -> Result<(u8, Bytes), String> {
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).await.map_err(|e| e.to_string())?;
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len == 0 || len > FRAME_BYTES_MAX {
+        return Err(format!("frame of {len} bytes"));
+    }
+    let mut buf = vec![0u8; len];
+    stream.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+    let mut buf = Bytes::from(buf);
+    let kind = buf.get_u8();
+    Ok((kind, buf))
+}
+
+/// Serves one incoming peer connection.
+async fn serve_peer(cluster: Rc<RefCell<Cluster>>, voters: Rc<Vec<u32>>, mut stream: TcpStream) {
+    let peer = stream.peer_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
+    let from = match read_frame(&mut stream).await {
+        Ok((KIND_HELLO, b)) if b.len() == 4 => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        Ok(_) | Err(_) => {
+            tracing::warn!(%peer, "refusing an inter-broker connection that does not introduce itself");
+            return;
+        }
+    };
+    if !voters.contains(&from) {
+        tracing::warn!(%peer, from, "refusing an inter-broker connection from a node outside the cluster");
+        return;
+    }
+    loop {
+        match read_frame(&mut stream).await {
+            Ok((KIND_RAFT, b)) => cluster.borrow_mut().on_raft(from, &b),
+            Ok((KIND_HEARTBEAT, b)) => match parse_heartbeat(b) {
+                Ok((inc, endpoints)) => cluster.borrow_mut().on_heartbeat(from, inc, endpoints),
+                Err(e) => tracing::warn!(from, error = %e, "refused a heartbeat"),
+            },
+            Ok((kind, _)) => {
+                tracing::warn!(from, kind, "closing an inter-broker connection: unknown frame kind");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(from, error = %e, "inter-broker connection closed");
+                return;
+            }
+        }
+    }
+}
+
+/// Starts cluster mode on this (shard 0's) executor: the listener, the
+/// peer connections and the ticker. Returns the shared state, for the
+/// `/cluster` view.
+pub fn start(
+    cluster: Cluster,
+    links: Vec<PeerLink>,
+    settings: &ClusterSettings,
+) -> Result<Rc<RefCell<Cluster>>, String> {
+    let listener = TcpListener::bind(settings.cluster_addr)
+        .map_err(|e| format!("cluster listener on {}: {e}", settings.cluster_addr))?;
+    let cluster = Rc::new(RefCell::new(cluster));
+    let voters: Rc<Vec<u32>> = Rc::new(settings.voters.iter().map(|v| v.id).collect());
+    for link in links {
+        glommio::spawn_local(peer_loop(link)).detach();
+    }
+    let c = cluster.clone();
+    glommio::spawn_local(async move {
+        loop {
+            match listener.accept().await {
+                Ok(stream) => {
+                    glommio::spawn_local(serve_peer(c.clone(), voters.clone(), stream)).detach();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting an inter-broker connection failed");
+                    glommio::timer::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    })
+    .detach();
+    let c = cluster.clone();
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(TICK).await;
+            c.borrow_mut().tick();
+        }
+    })
+    .detach();
+    Ok(cluster)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeats_round_trip_and_damage_is_refused() {
+        let e = BrokerEndpoints {
+            kafka: "h:1".into(),
+            native: "h:2".into(),
+            cluster: "h:3".into(),
+        };
+        let mut f = heartbeat_frame(42, &e);
+        f.advance(5);
+        assert_eq!(parse_heartbeat(f.clone()), Ok((42, e)));
+        for len in 0..f.len() {
+            assert!(parse_heartbeat(f.slice(..len)).is_err(), "cut at {len}");
+        }
+        let mut long = BytesMut::from(&f[..]);
+        long.put_u8(0);
+        assert!(parse_heartbeat(long.freeze()).is_err());
+    }
+}

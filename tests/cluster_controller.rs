@@ -1,0 +1,137 @@
+//! Three `sluice serve` nodes in cluster mode on 127.0.0.1 (each a
+//! controller voter): they form the controller quorum over their
+//! inter-broker listeners and every broker registers through it; killing
+//! the active controller (kill -9) elects another, which fences the dead
+//! broker; restarted, it rejoins by itself with a new incarnation; and a
+//! node started on another node's data directory refuses to start and
+//! touches nothing. Read through each node's `GET /cluster`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, wait_bounded, Broker};
+
+const SESSION_TIMEOUT_MS: &str = "1500";
+const WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct View {
+    controller: Option<u32>,
+    /// id -> (live, incarnation)
+    brokers: BTreeMap<u32, (bool, u64)>,
+}
+
+fn view(b: &Broker) -> View {
+    let text = b.http_get("/cluster");
+    let mut lines = text.lines();
+    let head: Vec<&str> = lines.next().expect("a head line").split_whitespace().collect();
+    // node N controller C term T applied A
+    let controller = head.get(3).and_then(|c| c.parse().ok());
+    let brokers = lines
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            match w.as_slice() {
+                ["broker", id, state, .., "incarnation", inc] => {
+                    Some((id.parse().ok()?, (*state == "live", inc.parse().ok()?)))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    View { controller, brokers }
+}
+
+/// Polls until every node in `up` reports the same view and `ok` holds.
+fn until(nodes: &[Broker], up: &[usize], what: &str, ok: impl Fn(&View) -> bool) -> View {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let views: Vec<View> = up.iter().map(|&i| view(&nodes[i])).collect();
+        if views.windows(2).all(|w| w[0] == w[1]) && ok(&views[0]) {
+            return views[0].clone();
+        }
+        assert!(Instant::now() < deadline, "{what}: views {views:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_quorum_registers_brokers_fails_over_fences_and_readmits() {
+    let cluster_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let voters = (1..=3)
+        .map(|i| format!("{i}@127.0.0.1:{}", cluster_ports[i - 1]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut nodes: Vec<Broker> = (1..=3)
+        .map(|i| {
+            let id = i.to_string();
+            let addr = format!("127.0.0.1:{}", cluster_ports[i - 1]);
+            let args = [
+                "--node-id",
+                id.as_str(),
+                "--cluster-addr",
+                addr.as_str(),
+                "--voters",
+                voters.as_str(),
+                "--broker-session-timeout-ms",
+                SESSION_TIMEOUT_MS,
+            ];
+            Broker::start(1, &args)
+        })
+        .collect();
+    let all = [0, 1, 2];
+    let first = until(&nodes, &all, "all three registered", |v| {
+        v.controller.is_some() && v.brokers.len() == 3 && v.brokers.values().all(|(live, _)| *live)
+    });
+    let old = first.controller.expect("a controller");
+
+    // kill -9 the active controller.
+    let dead = old as usize - 1;
+    nodes[dead].kill9();
+    let rest: Vec<usize> = all.iter().copied().filter(|&i| i != dead).collect();
+    let after = until(&nodes, &rest, "failover and fencing", |v| {
+        v.controller.is_some_and(|c| c != old) && v.brokers.get(&old).is_some_and(|(live, _)| !live)
+    });
+    assert_eq!(after.brokers.len(), 3);
+
+    // Restarted, it rejoins by itself, as a new incarnation.
+    nodes[dead].restart();
+    let old_incarnation = first.brokers[&old].1;
+    until(&nodes, &all, "readmitted", |v| {
+        v.brokers.values().all(|(live, _)| *live) && v.brokers[&old].1 != old_incarnation
+    });
+
+    // One node's data directory started as another node: refused before
+    // anything is opened or bound, and untouched.
+    let victim = rest[0];
+    assert_eq!(nodes[victim].stop(), 0, "clean stop");
+    let wrong: usize = if victim == 2 { 1 } else { 3 };
+    let wrong_id = wrong.to_string();
+    let mut wrong = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--shards", "1", "--node-id", &wrong_id])
+        .arg("--data-dir")
+        .arg(&nodes[victim].data_dir)
+        .args(["--cluster-addr", &format!("127.0.0.1:{}", cluster_ports[wrong - 1])])
+        .args(["--voters", &voters])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sluice runs");
+    let status = wait_bounded(&mut wrong, "a mismatched start", WAIT);
+    assert!(!status.success(), "a node started on another node's data");
+    let mut stderr = String::new();
+    use std::io::Read;
+    wrong
+        .stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    assert!(stderr.contains("refusing to start"), "{stderr}");
+    nodes[victim].restart();
+    until(&nodes, &all, "the untouched node rejoins", |v| {
+        v.brokers.len() == 3 && v.brokers.values().all(|(live, _)| *live)
+    });
+}
