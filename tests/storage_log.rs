@@ -829,3 +829,106 @@ fn idle_producers_are_forgotten_by_the_retention_pass() {
         log.close().await.expect("close");
     });
 }
+
+/// The leader epochs of the batches of `log`, read back from disk.
+async fn stored_epochs(log: &Log) -> Vec<(i32, i64)> {
+    read_all(log, log.log_start_offset())
+        .await
+        .iter()
+        .map(|b| {
+            let h = record::BatchHeader::parse(b).expect("stored batch");
+            (h.partition_leader_epoch, h.base_offset)
+        })
+        .collect()
+}
+
+#[test]
+fn leader_epochs_are_tracked_and_survive_crashes_restarts_and_truncation() {
+    run(|| async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = small_config();
+        let log = Log::open(dir.path(), cfg.clone()).await.expect("open");
+        // Epochs 0, 3 (across a roll) and 5, each writing several batches.
+        for (epoch, n) in [(0, 10), (3, 40), (5, 10)] {
+            for i in 0..n {
+                log.append(make_batch(epoch as u64 * 100 + i, 20, 0, Compression::None), epoch)
+                    .await
+                    .expect("append");
+            }
+        }
+        assert!(log.segment_count() > 2, "the test must cross rolls");
+        let want = log.epochs();
+        assert_eq!(want.entries().iter().map(|e| e.0).collect::<Vec<_>>(), vec![0, 3, 5]);
+        let stored = stored_epochs(&log).await;
+        for &(epoch, start) in want.entries() {
+            let first = stored.iter().find(|(e, _)| *e == epoch).expect("epoch stored");
+            assert_eq!(first.1, start, "epoch {epoch} starts at its first batch");
+        }
+        drop(log); // crash
+        let log = Log::open(dir.path(), cfg.clone()).await.expect("reopen");
+        assert_eq!(log.epochs(), want, "after a crash");
+        log.close().await.expect("close");
+        std::fs::remove_file(dir.path().join("leader-epochs")).expect("checkpoint written at close");
+        let log = Log::open(dir.path(), cfg.clone()).await.expect("reopen");
+        assert_eq!(log.epochs(), want, "rebuilt from the batches alone");
+        // Cut into epoch 3: epoch 5 goes, epoch 3 stays.
+        let (_, start5) = want.entries()[2];
+        let cut = log.truncate_to(start5 - 1).await.expect("truncate");
+        let after = log.epochs();
+        assert_eq!(after.entries(), &want.entries()[..2]);
+        assert!(cut <= start5);
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn a_follower_copies_the_leaders_batches_byte_for_byte() {
+    run(|| async {
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let follower_dir = tempfile::tempdir().expect("tempdir");
+        let cfg = small_config();
+        let leader = Log::open(leader_dir.path(), cfg.clone()).await.expect("open");
+        for i in 0..60u64 {
+            let epoch = if i < 30 { 1 } else { 2 };
+            let b = BatchBuilder::new(Compression::Lz4).producer(7, 0, (i * 2) as i32);
+            let mut b = b;
+            b.push(t0(), None, Some(format!("{i}a").as_bytes()), &[]);
+            b.push(t0() + 1, None, Some(format!("{i}b").as_bytes()), &[]);
+            leader.append(b.build().expect("builds"), epoch).await.expect("append");
+        }
+        let follower = Log::open(follower_dir.path(), cfg.clone()).await.expect("open");
+        let batches = read_all(&leader, 0).await;
+        // A batch that does not start at the follower's end is refused.
+        let wrong = follower.append_replica(BytesMut::from(&batches[1][..])).await;
+        assert!(
+            matches!(wrong, Err(StorageError::OffsetMismatch { expected: 0, got: 2 })),
+            "{wrong:?}"
+        );
+        for b in &batches {
+            follower
+                .append_replica(BytesMut::from(&b[..]))
+                .await
+                .expect("replica append");
+        }
+        follower.sync().await.expect("sync");
+        assert_eq!(
+            read_all(&follower, 0).await,
+            batches,
+            "identical bytes at identical offsets"
+        );
+        assert_eq!(follower.epochs(), leader.epochs());
+        assert_eq!(follower.producer_count(), 1);
+        // The follower knows the producer's sequence: were it to lead, a
+        // retry of the last batch is a duplicate, the next one goes on.
+        let mut retry = BatchBuilder::new(Compression::Lz4).producer(7, 0, 118);
+        retry.push(t0(), None, Some(b"59a"), &[]);
+        retry.push(t0() + 1, None, Some(b"59b"), &[]);
+        let info = follower.append(retry.build().expect("builds"), 3).await.expect("retry");
+        assert!(info.duplicate);
+        drop(follower);
+        let follower = Log::open(follower_dir.path(), cfg.clone()).await.expect("reopen");
+        assert_eq!(follower.epochs(), leader.epochs());
+        leader.close().await.expect("close");
+        follower.close().await.expect("close");
+    });
+}

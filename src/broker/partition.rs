@@ -55,7 +55,7 @@ pub fn error_code(e: &StorageError) -> ErrorCode {
             ErrorCode::MessageTooLarge
         }
         StorageError::InvalidBatch(_) => ErrorCode::CorruptMessage,
-        StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        StorageError::OffsetOutOfRange { .. } | StorageError::OffsetMismatch { .. } => ErrorCode::OffsetOutOfRange,
         StorageError::Config(_) => ErrorCode::InvalidConfig,
         StorageError::Io { .. } | StorageError::Failed { .. } => ErrorCode::StorageError,
         StorageError::Sequence(e) => match e {

@@ -28,6 +28,9 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// A replicated batch does not start at this log's end.
+    #[error("replicated batch starts at offset {got}, but the log ends at {expected}")]
+    OffsetMismatch { expected: i64, got: i64 },
     /// A batch of an idempotent producer does not continue its sequence
     /// (or its epoch is stale); nothing was written.
     #[error("{0}")]

@@ -29,6 +29,7 @@ use glommio::io::{DmaFile, OpenOptions};
 use glommio::sync::Semaphore;
 
 use super::cache::BatchCache;
+use super::epochs::EpochCache;
 use super::error::{Result, StorageError};
 use super::producers::{ProducerStates, Verdict};
 use super::segment::{self, Segment, WalkEnd};
@@ -72,6 +73,15 @@ pub struct RetentionOutcome {
     pub log_start_offset: i64,
 }
 
+/// Who decided a batch's offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// This log leads: it assigns offsets and stamps the epoch.
+    Leader { leader_epoch: i32 },
+    /// A follower copying the leader's batch as it is.
+    Replica,
+}
+
 /// A partition log. Cheap to clone (a handle); all clones are the same log.
 #[derive(Clone)]
 pub struct Log {
@@ -103,6 +113,8 @@ struct State {
     /// Idempotent producers' sequences, judged and updated under the
     /// append order together with offset assignment.
     producers: ProducerStates,
+    /// Where each leader epoch starts in this log.
+    epochs: EpochCache,
     unsynced_bytes: u64,
     last_sync: Instant,
     failed: Option<String>,
@@ -239,6 +251,7 @@ impl Log {
                 writer,
                 cache: BatchCache::with_shared(config.cache_bytes_max, cache_budget),
                 producers: ProducerStates::default(),
+                epochs: EpochCache::default(),
                 unsynced_bytes: 0,
                 last_sync: Instant::now(),
                 failed: None,
@@ -258,7 +271,7 @@ impl Log {
             glommio::spawn_local(interval_syncer(Rc::downgrade(&inner), every)).detach();
         }
         let log = Log { inner };
-        log.rebuild_producers().await?;
+        log.rebuild_from_log().await?;
         Ok(log)
     }
 
@@ -345,7 +358,17 @@ impl Log {
     /// a retry of one already here is answered with the original's offsets
     /// and not appended again ([`AppendInfo::duplicate`]).
     pub async fn append(&self, batch: BytesMut, leader_epoch: i32) -> Result<AppendInfo> {
-        self.append_inner(batch, leader_epoch, true).await
+        self.append_inner(batch, Origin::Leader { leader_epoch }, true).await
+    }
+
+    /// A follower's append of a batch exactly as the leader stored it: its
+    /// base offset must be this log's end ([`StorageError::OffsetMismatch`]
+    /// otherwise) and nothing in it is changed (same offsets, epoch, CRC).
+    /// The producers' sequences and the epochs are taken from it as they
+    /// are (the leader judged them). Returns once it is in the log, as
+    /// [`Log::append_buffered`].
+    pub async fn append_replica(&self, batch: BytesMut) -> Result<AppendInfo> {
+        self.append_inner(batch, Origin::Replica, false).await
     }
 
     /// [`Log::append`] without waiting for durability: returns once the
@@ -355,10 +378,10 @@ impl Log {
     /// [`Log::wait_durable`]. This is what acks=1 waits for: the leader's
     /// write, as Kafka's page-cache write.
     pub async fn append_buffered(&self, batch: BytesMut, leader_epoch: i32) -> Result<AppendInfo> {
-        self.append_inner(batch, leader_epoch, false).await
+        self.append_inner(batch, Origin::Leader { leader_epoch }, false).await
     }
 
-    async fn append_inner(&self, mut batch: BytesMut, leader_epoch: i32, wait: bool) -> Result<AppendInfo> {
+    async fn append_inner(&self, mut batch: BytesMut, origin: Origin, wait: bool) -> Result<AppendInfo> {
         let cfg = &self.inner.config;
         if batch.len() > cfg.batch_bytes_max {
             return Err(StorageError::BatchTooLarge {
@@ -374,7 +397,19 @@ impl Log {
             .await
             .map_err(|e| StorageError::io("locking", &self.inner.dir, e))?;
         self.check_failed()?;
-        let verdict = self.inner.state.borrow().producers.check(&header)?;
+        if origin == Origin::Replica {
+            let expected = self.inner.state.borrow().next_offset();
+            if header.base_offset != expected {
+                return Err(StorageError::OffsetMismatch {
+                    expected,
+                    got: header.base_offset,
+                });
+            }
+        }
+        let verdict = match origin {
+            Origin::Leader { .. } => self.inner.state.borrow().producers.check(&header)?,
+            Origin::Replica => Verdict::Append,
+        };
         if let Verdict::Duplicate {
             base_offset,
             last_offset,
@@ -401,12 +436,18 @@ impl Log {
         let info = {
             let mut st = self.inner.state.borrow_mut();
             let base = st.next_offset();
-            record::stamp(&mut batch, base, leader_epoch);
-            let stamped = BatchHeader {
-                base_offset: base,
-                partition_leader_epoch: leader_epoch,
-                ..header
+            let stamped = match origin {
+                Origin::Leader { leader_epoch } => {
+                    record::stamp(&mut batch, base, leader_epoch);
+                    BatchHeader {
+                        base_offset: base,
+                        partition_leader_epoch: leader_epoch,
+                        ..header
+                    }
+                }
+                Origin::Replica => header,
             };
+            st.epochs.assign(stamped.partition_leader_epoch, base);
             let bytes = batch.freeze();
             let position = st.writer.end();
             st.writer.append(&bytes);
@@ -880,7 +921,7 @@ impl Log {
         // The producers' sequences must match the log again; nothing is
         // staged now, and appends still wait on the order lock.
         drop(_io);
-        self.rebuild_producers().await?;
+        self.rebuild_from_log().await?;
         Ok(new_end)
     }
 

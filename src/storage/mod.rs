@@ -6,6 +6,7 @@
 //! owns its partition: it is `!Send` and is never touched by another thread.
 
 mod cache;
+pub mod epochs;
 mod error;
 pub mod index;
 mod log;

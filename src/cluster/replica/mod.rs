@@ -22,23 +22,18 @@
 //! controller, compare-and-set on the partition epoch.
 
 mod control;
-mod epochs;
 mod follower;
 mod leader;
 #[cfg(test)]
 mod sim;
 
+pub use crate::storage::epochs::{Epoch, EpochCache, UNDEFINED_EPOCH};
 pub use control::{AlterIsrError, PartitionControl};
-pub use epochs::EpochCache;
 pub use follower::FollowerState;
 pub use leader::{AlterIsr, LeaderState};
 
 /// A broker's id in the cluster.
 pub type NodeId = u32;
-/// A partition's leader epoch: bumped on every leader change.
-pub type Epoch = i32;
-/// Kafka's "no epoch".
-pub const UNDEFINED_EPOCH: Epoch = -1;
 
 /// A follower's fetch, as far as replication cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,11 @@
-//! The log's side of idempotent-producer state: snapshot files and the
-//! rebuild at open and after truncation.
+//! The log's side of idempotent-producer state and of the leader-epoch
+//! cache: snapshot files and the rebuild at open and after truncation.
+//!
+//! The epoch checkpoint `leader-epochs` (every epoch and where it starts)
+//! is written with each producer snapshot, so it covers every epoch that
+//! starts before the newest snapshot; epochs after it are found by the
+//! same replay. A missing or damaged checkpoint means replaying the whole
+//! log for epochs, never wrong epochs.
 //!
 //! A snapshot `<offset>.producers` holds the state after every batch below
 //! `offset`. One is written when a segment rolls (at the new segment's
@@ -13,6 +19,7 @@ use std::path::Path;
 
 use super::{Log, Result, StorageError};
 use crate::record::BatchHeader;
+use crate::storage::epochs::EpochCache;
 use crate::storage::producers::ProducerStates;
 use crate::storage::segment;
 
@@ -22,6 +29,48 @@ const EXT: &str = "producers";
 const SNAPSHOTS_KEPT: usize = 3;
 /// Bytes read per step when replaying.
 const REPLAY_READ_BYTES: usize = 1 << 20;
+const EPOCHS_FILE: &str = "leader-epochs";
+const EPOCHS_MAGIC: u32 = 0x534c_4550; // "SLEP"
+const EPOCHS_VERSION: u16 = 1;
+
+/// magic u32 | version u16 | count u32 | count × (epoch i32 | start i64) |
+/// crc32c of everything before it u32; big-endian.
+fn encode_epochs(cache: &EpochCache) -> Vec<u8> {
+    let mut out = Vec::with_capacity(14 + cache.entries().len() * 12);
+    out.extend_from_slice(&EPOCHS_MAGIC.to_be_bytes());
+    out.extend_from_slice(&EPOCHS_VERSION.to_be_bytes());
+    out.extend_from_slice(&(cache.entries().len() as u32).to_be_bytes());
+    for &(epoch, start) in cache.entries() {
+        out.extend_from_slice(&epoch.to_be_bytes());
+        out.extend_from_slice(&start.to_be_bytes());
+    }
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    out
+}
+
+fn decode_epochs(bytes: &[u8]) -> std::result::Result<EpochCache, String> {
+    let split = bytes.len().checked_sub(4).ok_or("truncated")?;
+    let (body, crc) = bytes.split_at(split);
+    if crc32c::crc32c(body).to_be_bytes() != crc {
+        return Err("CRC mismatch".into());
+    }
+    let (head, entries) = body.split_at_checked(10).ok_or("truncated")?;
+    let magic = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    let version = u16::from_be_bytes([head[4], head[5]]);
+    let count = u32::from_be_bytes([head[6], head[7], head[8], head[9]]) as usize;
+    if magic != EPOCHS_MAGIC || version != EPOCHS_VERSION || entries.len() != count * 12 {
+        return Err("not an epoch checkpoint of this version".into());
+    }
+    let mut cache = EpochCache::default();
+    for e in entries.chunks_exact(12) {
+        let epoch = i32::from_be_bytes([e[0], e[1], e[2], e[3]]);
+        let mut start = [0u8; 8];
+        start.copy_from_slice(&e[4..]);
+        cache.assign(epoch, i64::from_be_bytes(start));
+    }
+    Ok(cache)
+}
 
 /// Offsets of the snapshot files in `dir`, ascending.
 fn list(dir: &Path) -> Result<Vec<i64>> {
@@ -52,6 +101,11 @@ async fn remove(dir: &Path, offset: i64) {
 }
 
 impl Log {
+    /// Where each leader epoch starts in this log.
+    pub fn epochs(&self) -> EpochCache {
+        self.inner.state.borrow().epochs.clone()
+    }
+
     /// Number of idempotent producers this partition remembers.
     pub fn producer_count(&self) -> usize {
         self.inner.state.borrow().producers.len()
@@ -63,11 +117,15 @@ impl Log {
     /// logged: without this snapshot the next open replays more.
     pub(super) async fn write_producer_snapshot(&self) {
         let dir = &self.inner.dir;
-        let (offset, bytes) = {
+        let (offset, bytes, epochs) = {
             let st = self.inner.state.borrow();
             let end = st.next_offset();
-            (end, st.producers.encode(end))
+            (end, st.producers.encode(end), encode_epochs(&st.epochs))
         };
+        let epochs_path = dir.join(EPOCHS_FILE);
+        if let Err(e) = segment::write_file_atomic(&epochs_path, &epochs).await {
+            tracing::warn!(checkpoint = %epochs_path.display(), error = %e, "writing the epoch checkpoint failed");
+        }
         let path = segment::file_path(dir, offset, EXT);
         if let Err(e) = segment::write_file_atomic(&path, &bytes).await {
             tracing::warn!(snapshot = %path.display(), error = %e, "writing a producer snapshot failed");
@@ -81,18 +139,30 @@ impl Log {
         }
     }
 
-    /// Rebuilds the producer state from the newest usable snapshot at or
+    /// Rebuilds the producer state (and the leader epochs) from the newest usable snapshot at or
     /// below the log end plus the batches after it. Snapshots beyond the
     /// end (left by a truncation or a cut recovery) are removed first;
     /// damaged ones are removed and an older one tried. Call with nothing
     /// staged for writing and no append running.
-    pub(super) async fn rebuild_producers(&self) -> Result<()> {
+    pub(super) async fn rebuild_from_log(&self) -> Result<()> {
         let dir = self.inner.dir.clone();
         let (log_start, log_end) = (self.log_start_offset(), self.next_offset());
         let offsets = list(&dir)?;
         for &stale in offsets.iter().filter(|&&o| o > log_end) {
             remove(&dir, stale).await;
         }
+        let epochs_path = dir.join(EPOCHS_FILE);
+        let loaded = match segment::read_small_file(&epochs_path).await {
+            Some(bytes) => decode_epochs(&bytes).map_err(|e| {
+                tracing::warn!(checkpoint = %epochs_path.display(), error = %e, "epoch checkpoint is damaged; replaying the log for epochs");
+            }),
+            None => Err(()),
+        };
+        let (mut epochs, epochs_from) = match loaded {
+            Ok(c) => (c, None),
+            Err(()) => (EpochCache::default(), Some(log_start)),
+        };
+        epochs.truncate_from_end(log_end);
         let mut state = ProducerStates::default();
         let mut from = log_start;
         for &offset in offsets.iter().rev().filter(|&&o| o <= log_end) {
@@ -119,14 +189,18 @@ impl Log {
             remove(&dir, offset).await;
         }
         let now = crate::record::now_ms();
-        let mut at = from;
+        let mut at = epochs_from.map_or(from, |e| e.min(from));
         while at < log_end {
             let read = self.read(at, REPLAY_READ_BYTES, log_end).await?;
             if read.next_offset <= at {
                 break;
             }
             for batch in &read.batches {
-                state.record(&BatchHeader::parse(batch)?, now);
+                let h = BatchHeader::parse(batch)?;
+                epochs.assign(h.partition_leader_epoch, h.base_offset);
+                if h.base_offset >= from {
+                    state.record(&h, now);
+                }
             }
             at = read.next_offset;
         }
@@ -134,7 +208,9 @@ impl Log {
         if from < log_end {
             tracing::debug!(log = %dir.display(), from, to = log_end, producers = state.len(), "replayed producer state");
         }
-        self.inner.state.borrow_mut().producers = state;
+        let mut st = self.inner.state.borrow_mut();
+        st.producers = state;
+        st.epochs = epochs;
         Ok(())
     }
 }

@@ -3,8 +3,16 @@
 //! It answers Kafka's OffsetForLeaderEpoch question — where did epoch E end
 //! in this log? — which is how a replica that comes back after a failover
 //! finds the point where its log diverges from the new leader's.
+//!
+//! The log keeps it (`Log::epochs`): every appended batch's leader epoch
+//! is assigned at its base offset, a checkpoint (`leader-epochs`) is
+//! written with each producer snapshot, and opening rebuilds the rest from
+//! the batches replayed after it.
 
-use super::{Epoch, UNDEFINED_EPOCH};
+/// A partition's leader epoch: bumped on every leader change.
+pub type Epoch = i32;
+/// Kafka's "no epoch".
+pub const UNDEFINED_EPOCH: Epoch = -1;
 
 /// Epochs strictly increasing, start offsets non-decreasing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
