@@ -2,13 +2,15 @@
 //! controller voter): they form the controller quorum over their
 //! inter-broker listeners and every broker registers through it; killing
 //! the active controller (kill -9) elects another, which fences the dead
-//! broker; restarted, it rejoins by itself with a new incarnation; and a
+//! broker; restarted, it rejoins by itself with a new incarnation;
+//! strangers on the inter-broker port are dropped; and a
 //! node started on another node's data directory refuses to start and
 //! touches nothing. Read through each node's `GET /cluster`.
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -85,7 +87,29 @@ fn the_quorum_registers_brokers_fails_over_fences_and_readmits() {
     let first = until(&nodes, &all, "all three registered", |v| {
         v.controller.is_some() && v.brokers.len() == 3 && v.brokers.values().all(|(live, _)| *live)
     });
-    let old = first.controller.expect("a controller");
+    assert!(first.controller.is_some());
+
+    // Strangers on the inter-broker port: garbage, a node outside the
+    // cluster, a frame far too large before saying who it is. Each is
+    // dropped; the quorum carries on.
+    for bytes in [
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        [&5u32.to_be_bytes()[..], &[1], &99u32.to_be_bytes()].concat(),
+        [&(64u32 << 20).to_be_bytes()[..], &[2, 0, 0]].concat(),
+    ] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", cluster_ports[0])).expect("cluster port");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.write_all(&bytes).expect("write");
+        let mut buf = [0u8; 16];
+        let closed = matches!(s.read(&mut buf), Ok(0) | Err(_));
+        assert!(closed, "a stranger's connection stays open");
+    }
+    // (Which node leads may change on a loaded machine; the test follows
+    // whichever leads now.)
+    let before = until(&nodes, &all, "unaffected by strangers", |v| {
+        v.controller.is_some() && v.brokers.len() == 3 && v.brokers.values().all(|(live, _)| *live)
+    });
+    let old = before.controller.expect("a controller");
 
     // kill -9 the active controller.
     let dead = old as usize - 1;
@@ -98,7 +122,7 @@ fn the_quorum_registers_brokers_fails_over_fences_and_readmits() {
 
     // Restarted, it rejoins by itself, as a new incarnation.
     nodes[dead].restart();
-    let old_incarnation = first.brokers[&old].1;
+    let old_incarnation = before.brokers[&old].1;
     until(&nodes, &all, "readmitted", |v| {
         v.brokers.values().all(|(live, _)| *live) && v.brokers[&old].1 != old_incarnation
     });
@@ -122,7 +146,6 @@ fn the_quorum_registers_brokers_fails_over_fences_and_readmits() {
     let status = wait_bounded(&mut wrong, "a mismatched start", WAIT);
     assert!(!status.success(), "a node started on another node's data");
     let mut stderr = String::new();
-    use std::io::Read;
     wrong
         .stderr
         .take()

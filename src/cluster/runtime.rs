@@ -35,6 +35,9 @@ const TICK: Duration = Duration::from_millis(100);
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 /// Largest inter-broker frame.
 const FRAME_BYTES_MAX: usize = (64 << 20) + 1024;
+/// Largest first frame: a stranger gets no big buffer before it says who
+/// it is.
+const HELLO_BYTES_MAX: usize = 64;
 /// Frames queued for one peer before new ones are dropped.
 const PEER_QUEUE_FRAMES: usize = 1024;
 /// A command the controller proposed is proposed again after this.
@@ -127,6 +130,9 @@ impl Cluster {
 
     /// Persists, applies and sends what the quorum has ready.
     fn flush(&mut self) {
+        if self.quorum.halted().is_some() {
+            return;
+        }
         match self.quorum.poll() {
             Ok(out) => {
                 for m in out.messages {
@@ -168,8 +174,12 @@ impl Cluster {
     /// One timer tick: raft's clock, this broker's heartbeat, and the
     /// active controller's duties.
     fn tick(&mut self) {
+        if self.quorum.halted().is_some() {
+            // Reported once, when it halted; a restart recovers from disk.
+            return;
+        }
         if let Err(e) = self.quorum.tick() {
-            tracing::error!(error = %e, "controller quorum failed");
+            tracing::error!(error = %e, "controller quorum failed; this node stops taking part");
         }
         let now = Instant::now();
         if self.last_heartbeat.is_none_or(|t| now - t >= HEARTBEAT_EVERY) {
@@ -365,12 +375,12 @@ async fn peer_loop(link: PeerLink) {
     }
 }
 
-/// Reads one frame: (kind, payload).
-async fn read_frame(stream: &mut TcpStream) -> Result<(u8, Bytes), String> {
+/// Reads one frame of at most `max` bytes: (kind, payload).
+async fn read_frame(stream: &mut TcpStream, max: usize) -> Result<(u8, Bytes), String> {
     let mut prefix = [0u8; 4];
     stream.read_exact(&mut prefix).await.map_err(|e| e.to_string())?;
     let len = u32::from_be_bytes(prefix) as usize;
-    if len == 0 || len > FRAME_BYTES_MAX {
+    if len == 0 || len > max {
         return Err(format!("frame of {len} bytes"));
     }
     let mut buf = vec![0u8; len];
@@ -383,7 +393,7 @@ async fn read_frame(stream: &mut TcpStream) -> Result<(u8, Bytes), String> {
 /// Serves one incoming peer connection.
 async fn serve_peer(cluster: Rc<RefCell<Cluster>>, voters: Rc<Vec<u32>>, mut stream: TcpStream) {
     let peer = stream.peer_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
-    let from = match read_frame(&mut stream).await {
+    let from = match read_frame(&mut stream, HELLO_BYTES_MAX).await {
         Ok((KIND_HELLO, b)) if b.len() == 4 => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
         Ok(_) | Err(_) => {
             tracing::warn!(%peer, "refusing an inter-broker connection that does not introduce itself");
@@ -395,7 +405,7 @@ async fn serve_peer(cluster: Rc<RefCell<Cluster>>, voters: Rc<Vec<u32>>, mut str
         return;
     }
     loop {
-        match read_frame(&mut stream).await {
+        match read_frame(&mut stream, FRAME_BYTES_MAX).await {
             Ok((KIND_RAFT, b)) => cluster.borrow_mut().on_raft(from, &b),
             Ok((KIND_HEARTBEAT, b)) => match parse_heartbeat(b) {
                 Ok((inc, endpoints)) => cluster.borrow_mut().on_heartbeat(from, inc, endpoints),
