@@ -49,6 +49,27 @@ pub enum ClientCommand {
     Consume(ConsumeArgs),
     /// List, describe, reset or delete consumer groups.
     Group(GroupArgs),
+    /// Cluster mode: the controller, brokers and partitions.
+    Cluster(ClusterArgs),
+}
+
+/// `sluice cluster ...`
+#[derive(Debug, clap::Args)]
+pub struct ClusterArgs {
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ClusterCommand {
+    /// What a node knows of its cluster: the active controller, every
+    /// broker (live or fenced, addresses, incarnation) and every
+    /// partition's leader, epoch, replicas and ISR.
+    Describe {
+        /// The node's metrics endpoint (`--metrics-addr` of `serve`).
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9644")]
+        metrics_addr: String,
+    },
 }
 
 /// `sluice group ...`
@@ -341,6 +362,7 @@ pub fn run(cmd: ClientCommand) -> i32 {
             ClientCommand::Produce(p) => produce(p).await,
             ClientCommand::Consume(c) => consume(c, &stop).await,
             ClientCommand::Group(g) => group(g.command).await,
+            ClientCommand::Cluster(c) => cluster(c.command),
         };
         match result {
             Ok(()) => 0,
@@ -862,6 +884,27 @@ fn print_record<W: Write>(out: &mut W, r: &crate::client::ConsumedRecord, sep: O
     }
     bytes_or_null(out, r.value.as_ref())?;
     out.write_all(b"\n")
+}
+
+/// `sluice cluster describe`: the node's `GET /cluster`, printed.
+fn cluster(cmd: ClusterCommand) -> Result<(), Failure> {
+    use std::io::Read;
+    let ClusterCommand::Describe { metrics_addr } = cmd;
+    let failed = |e: std::io::Error| Failure::Failed(format!("{metrics_addr}: {e}"));
+    let mut s = std::net::TcpStream::connect(metrics_addr.as_str()).map_err(failed)?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(failed)?;
+    s.write_all(b"GET /cluster HTTP/1.1\r\nHost: sluice\r\n\r\n")
+        .map_err(failed)?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).map_err(failed)?;
+    match text.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => {
+            print!("{body}");
+            Ok(())
+        }
+        Some((_, body)) => Err(Failure::Failed(body.trim().to_string())),
+        None => Err(Failure::Failed("not an HTTP answer".into())),
+    }
 }
 
 #[cfg(test)]

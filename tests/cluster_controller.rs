@@ -5,7 +5,7 @@
 //! broker; restarted, it rejoins by itself with a new incarnation;
 //! strangers on the inter-broker port are dropped; and a
 //! node started on another node's data directory refuses to start and
-//! touches nothing. Read through each node's `GET /cluster`.
+//! touches nothing. Read through `sluice cluster describe` on each node.
 
 mod common;
 
@@ -26,8 +26,14 @@ struct View {
     brokers: BTreeMap<u32, (bool, u64)>,
 }
 
+/// What `sluice cluster describe` prints for node `b`.
 fn view(b: &Broker) -> View {
-    let text = b.http_get("/cluster");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["cluster", "describe", "--metrics-addr", &b.metrics_addr().to_string()])
+        .output()
+        .expect("sluice cluster describe runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("utf-8");
     let mut lines = text.lines();
     let head: Vec<&str> = lines.next().expect("a head line").split_whitespace().collect();
     // node N controller C term T applied A
