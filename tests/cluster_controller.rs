@@ -3,7 +3,9 @@
 //! inter-broker listeners and every broker registers through it; killing
 //! the active controller (kill -9) elects another, which fences the dead
 //! broker; restarted, it rejoins by itself with a new incarnation;
-//! strangers on the inter-broker port are dropped; and a
+//! strangers on the inter-broker port are dropped; producer ids from any
+//! node, before and after the failover, are unique across the cluster
+//! (blocks handed out by the quorum, through the controller); and a
 //! node started on another node's data directory refuses to start and
 //! touches nothing. Read through `sluice cluster describe` on each node.
 
@@ -14,7 +16,8 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, wait_bounded, Broker};
+use common::{free_port, kafka_wire, wait_bounded, Broker};
+use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse};
 
 const SESSION_TIMEOUT_MS: &str = "1500";
 const WAIT: Duration = Duration::from_secs(30);
@@ -50,6 +53,31 @@ fn view(b: &Broker) -> View {
         })
         .collect();
     View { controller, brokers }
+}
+
+/// A producer id from `b`'s Kafka port (InitProducerId, idempotent).
+fn producer_id(b: &Broker) -> i64 {
+    let mut s = kafka_wire::connect(b.kafka_addr());
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000);
+    let resp: InitProducerIdResponse = kafka_wire::call(&mut s, ApiKey::InitProducerId, 4, &req);
+    assert_eq!(resp.error_code, 0, "InitProducerId on {}", b.kafka_addr());
+    resp.producer_id.0
+}
+
+/// Ids from every node in `up`, twice each; all must be new.
+fn ids_are_unique(nodes: &[Broker], up: &[usize], seen: &mut std::collections::BTreeSet<i64>) {
+    for &i in up {
+        for _ in 0..2 {
+            let id = producer_id(&nodes[i]);
+            assert!(
+                id >= 0 && seen.insert(id),
+                "producer id {id} from node {} handed out twice",
+                i + 1
+            );
+        }
+    }
 }
 
 /// Polls until every node in `up` reports the same view and `ok` holds.
@@ -94,6 +122,9 @@ fn the_quorum_registers_brokers_fails_over_fences_and_readmits() {
         v.controller.is_some() && v.brokers.len() == 3 && v.brokers.values().all(|(live, _)| *live)
     });
     assert!(first.controller.is_some());
+    // Producer ids come in blocks from the quorum: unique cluster-wide.
+    let mut ids = std::collections::BTreeSet::new();
+    ids_are_unique(&nodes, &all, &mut ids);
 
     // Strangers on the inter-broker port: garbage, a node outside the
     // cluster, a frame far too large before saying who it is. Each is
@@ -125,6 +156,7 @@ fn the_quorum_registers_brokers_fails_over_fences_and_readmits() {
         v.controller.is_some_and(|c| c != old) && v.brokers.get(&old).is_some_and(|(live, _)| !live)
     });
     assert_eq!(after.brokers.len(), 3);
+    ids_are_unique(&nodes, &rest, &mut ids);
 
     // Restarted, it rejoins by itself, as a new incarnation.
     nodes[dead].restart();

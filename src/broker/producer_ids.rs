@@ -45,6 +45,8 @@ const FILE_NAME: &str = "producer_ids";
 const TMP_NAME: &str = "producer_ids.tmp";
 /// Ids reserved per durable write. A crash wastes at most this many.
 pub const BLOCK_IDS: i64 = 1000;
+/// How long an InitProducerId waits for a block from the quorum.
+const QUORUM_WAIT: Duration = Duration::from_secs(5);
 /// At most one "transactions are not supported" warning per shard this
 /// often; the refusals in between are counted in the next one.
 const TXN_WARNING_INTERVAL: Duration = Duration::from_secs(60);
@@ -158,6 +160,11 @@ fn decode(bytes: &[u8]) -> Result<i64, String> {
 #[derive(Debug, Default)]
 pub struct ProducerIds {
     allocator: Option<RefCell<ProducerIdAllocator>>,
+    /// Cluster mode (shard 0): the controller quorum hands out the blocks,
+    /// so ids are unique across the cluster, not only on this node.
+    cluster: RefCell<Option<Rc<RefCell<crate::cluster::runtime::Cluster>>>>,
+    /// The current block from the quorum: next id, end (exclusive).
+    block: Cell<(i64, i64)>,
     txn_warned_at: Cell<Option<Instant>>,
     txn_refused_unwarned: Cell<u64>,
 }
@@ -233,15 +240,64 @@ impl Shard {
             }
         }
         if self.id == 0 {
-            return self.allocate_producer_id();
+            return self.allocate_producer_id().await;
         }
         self.call(0, |reply| ShardMsg::InitProducerId { reply })
             .await
             .unwrap_or_else(|| init_producer_id_error(ErrorCode::CoordinatorNotAvailable))
     }
 
-    /// Shard 0: the next id from the allocator, epoch 0.
-    pub(super) fn allocate_producer_id(&self) -> Response {
+    /// Cluster mode: from now on, shard 0 takes its producer-id blocks from
+    /// the controller quorum.
+    pub fn use_cluster(&self, cluster: Rc<RefCell<crate::cluster::runtime::Cluster>>) {
+        *self.producer_ids.cluster.borrow_mut() = Some(cluster);
+    }
+
+    /// Shard 0: the next id, epoch 0; from the quorum's blocks in cluster
+    /// mode, else from the node's allocator.
+    pub(super) async fn allocate_producer_id(&self) -> Response {
+        let cluster = self.producer_ids.cluster.borrow().clone();
+        match cluster {
+            Some(c) => self.allocate_from_quorum(&c).await,
+            None => self.allocate_locally(),
+        }
+    }
+
+    async fn allocate_from_quorum(&self, cluster: &Rc<RefCell<crate::cluster::runtime::Cluster>>) -> Response {
+        use crate::cluster::metadata::{Applied, Command};
+        let ids = &self.producer_ids;
+        let (next, end) = ids.block.get();
+        if next >= end {
+            let cmd = Command::AllocateProducerIds {
+                broker: self.config.cluster.as_ref().map_or(0, |c| c.node_id),
+                count: BLOCK_IDS as u32,
+            };
+            match crate::cluster::runtime::propose_and_wait(cluster, &cmd, QUORUM_WAIT).await {
+                Ok(Applied::ProducerIds(first)) => ids.block.set((first, first + BLOCK_IDS)),
+                Ok(other) => {
+                    tracing::error!(?other, "the quorum answered a producer id block with something else");
+                    return init_producer_id_error(ErrorCode::Unknown);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "no producer id block from the controller quorum");
+                    return init_producer_id_error(ErrorCode::CoordinatorNotAvailable);
+                }
+            }
+        }
+        // Another request may have taken the block's last id meanwhile.
+        let (next, end) = ids.block.get();
+        if next >= end {
+            return init_producer_id_error(ErrorCode::CoordinatorNotAvailable);
+        }
+        ids.block.set((next + 1, end));
+        Response::InitProducerId {
+            error: ErrorCode::None,
+            producer_id: next,
+            producer_epoch: 0,
+        }
+    }
+
+    fn allocate_locally(&self) -> Response {
         debug_assert!(
             self.producer_ids.allocator.is_some(),
             "shard {} has no allocator",

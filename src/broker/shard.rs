@@ -344,7 +344,7 @@ impl Shard {
                 let _ = reply.send(self.list_groups_local(&states).await);
             }
             ShardMsg::InitProducerId { reply } => {
-                let _ = reply.send(self.allocate_producer_id());
+                let _ = reply.send(self.allocate_producer_id().await);
             }
         }
     }

@@ -25,7 +25,9 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
 
-use super::metadata::{BrokerEndpoints, ClusterState, Command};
+use futures_channel::oneshot;
+
+use super::metadata::{Applied, BrokerEndpoints, ClusterState, Command};
 use super::raft::{FileStorage, QuorumConfig, QuorumNode};
 use crate::config::{ClusterSettings, ServeConfig};
 
@@ -46,6 +48,23 @@ const REPROPOSE_AFTER: Duration = Duration::from_secs(1);
 const KIND_HELLO: u8 = 1;
 const KIND_RAFT: u8 = 2;
 const KIND_HEARTBEAT: u8 = 3;
+/// A command for the active controller to propose: `req u64 | command`.
+const KIND_PROPOSE: u8 = 4;
+/// The outcome of a forwarded proposal: `req u64 | answer`.
+const KIND_PROPOSED: u8 = 5;
+
+/// What a proposer hears once its command is applied (or could not be).
+pub type Answer = Result<Applied, String>;
+
+/// Who waits for a proposal's outcome.
+enum Waiter {
+    Local(oneshot::Sender<Answer>),
+    /// A proposal forwarded by another node: answer it there.
+    Remote {
+        node: u32,
+        req: u64,
+    },
+}
 
 type Quorum = QuorumNode<ClusterState, FileStorage>;
 
@@ -54,6 +73,16 @@ struct Seen {
     at: Instant,
     incarnation: u64,
     endpoints: BrokerEndpoints,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("me", &self.me)
+            .field("controller", &self.controller())
+            .field("term", &self.quorum.term())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Shard 0's cluster state: the quorum node and the controller duties.
@@ -70,6 +99,13 @@ pub struct Cluster {
     leading_since: Option<Instant>,
     proposed: HashMap<u32, Instant>,
     last_heartbeat: Option<Instant>,
+    /// Proposals of this leader by log index: the term they were proposed
+    /// in, and who waits. An entry applied at that index in another term
+    /// means the proposal was lost.
+    pending: HashMap<u64, (u64, Waiter)>,
+    /// Proposals this node forwarded to the controller, by request id.
+    forwarded: HashMap<u64, oneshot::Sender<Answer>>,
+    next_req: u64,
 }
 
 impl Cluster {
@@ -109,6 +145,9 @@ impl Cluster {
             leading_since: None,
             proposed: HashMap::new(),
             last_heartbeat: None,
+            pending: HashMap::new(),
+            forwarded: HashMap::new(),
+            next_req: 0,
         };
         Ok((cluster, links))
     }
@@ -147,9 +186,90 @@ impl Cluster {
                             tracing::debug!(index = a.index, command = ?a.command, error = %e, "applied as a no-op")
                         }
                     }
+                    if let Some((term, waiter)) = self.pending.remove(&a.index) {
+                        let answer = if term == a.term {
+                            a.outcome.map_err(|e| e.to_string())
+                        } else {
+                            Err("the proposal was lost to a change of controller; retry".into())
+                        };
+                        self.answer(waiter, answer);
+                    }
                 }
             }
             Err(e) => tracing::error!(error = %e, "controller quorum failed; this node stops taking part"),
+        }
+    }
+
+    /// Proposes `cmd` through the active controller (this node, or the one
+    /// it forwards to); the answer comes once the command is applied here
+    /// or there. The caller bounds the wait.
+    pub fn propose(&mut self, cmd: &Command) -> oneshot::Receiver<Answer> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(cmd, Waiter::Local(tx));
+        rx
+    }
+
+    fn submit(&mut self, cmd: &Command, waiter: Waiter) {
+        if self.quorum.is_leader() {
+            match self.quorum.propose(cmd) {
+                Ok(p) => {
+                    self.pending.insert(p.index, (p.term, waiter));
+                    self.flush();
+                }
+                Err(e) => self.answer(waiter, Err(e.to_string())),
+            }
+            return;
+        }
+        match (self.controller(), waiter) {
+            (Some(c), Waiter::Local(tx)) => match cmd.encode() {
+                Ok(bytes) => {
+                    self.next_req += 1;
+                    let req = self.next_req;
+                    self.forwarded.insert(req, tx);
+                    let mut p = BytesMut::with_capacity(8 + bytes.len());
+                    p.put_u64(req);
+                    p.put_slice(&bytes);
+                    self.send(c, frame(KIND_PROPOSE, &p));
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            },
+            // Forwarded to a node that no longer leads: the proposer retries.
+            (_, waiter) => self.answer(waiter, Err("no active controller here; retry".into())),
+        }
+    }
+
+    fn answer(&self, waiter: Waiter, answer: Answer) {
+        match waiter {
+            Waiter::Local(tx) => {
+                let _ = tx.send(answer);
+            }
+            Waiter::Remote { node, req } => self.send(node, proposed_frame(req, &answer)),
+        }
+    }
+
+    fn on_propose(&mut self, from: u32, mut b: Bytes) {
+        if b.remaining() < 8 {
+            tracing::warn!(from, "refused a truncated proposal");
+            return;
+        }
+        let req = b.get_u64();
+        let waiter = Waiter::Remote { node: from, req };
+        match Command::decode(&b) {
+            Ok(cmd) => self.submit(&cmd, waiter),
+            Err(e) => self.answer(waiter, Err(format!("undecodable command: {e}"))),
+        }
+    }
+
+    fn on_proposed(&mut self, from: u32, b: Bytes) {
+        match parse_proposed(b) {
+            Ok((req, answer)) => {
+                if let Some(tx) = self.forwarded.remove(&req) {
+                    let _ = tx.send(answer);
+                }
+            }
+            Err(e) => tracing::warn!(from, error = %e, "refused a proposal answer"),
         }
     }
 
@@ -196,7 +316,13 @@ impl Cluster {
             self.leading_since = None;
             self.seen.clear();
             self.proposed.clear();
+            // Not leading: nothing proposed here will be answered here.
+            for (_, (_, waiter)) in std::mem::take(&mut self.pending) {
+                self.answer(waiter, Err("the controller changed; retry".into()));
+            }
         }
+        // Callers that gave up.
+        self.forwarded.retain(|_, tx| !tx.is_canceled());
         self.flush();
     }
 
@@ -321,6 +447,51 @@ fn get_str(b: &mut Bytes) -> Result<String, String> {
     String::from_utf8(b.split_to(n).to_vec()).map_err(|_| "a string that is not UTF-8".into())
 }
 
+/// `req u64 | tag u8 | value`: 0 done, 1 producer ids (`first i64`), 2
+/// partitions changed, 3 error (`message`).
+fn proposed_frame(req: u64, answer: &Answer) -> Bytes {
+    let mut p = BytesMut::new();
+    p.put_u64(req);
+    match answer {
+        Ok(Applied::Done) => p.put_u8(0),
+        Ok(Applied::ProducerIds(first)) => {
+            p.put_u8(1);
+            p.put_i64(*first);
+        }
+        Ok(Applied::Partitions(_)) => p.put_u8(2),
+        Err(e) => {
+            p.put_u8(3);
+            put_str(&mut p, e);
+        }
+    }
+    frame(KIND_PROPOSED, &p)
+}
+
+fn parse_proposed(mut b: Bytes) -> Result<(u64, Answer), String> {
+    if b.remaining() < 9 {
+        return Err("truncated answer".into());
+    }
+    let req = b.get_u64();
+    let answer = match b.get_u8() {
+        0 => Ok(Applied::Done),
+        1 if b.remaining() == 8 => Ok(Applied::ProducerIds(b.get_i64())),
+        2 => Ok(Applied::Partitions(Vec::new())),
+        3 => Err(get_str(&mut b)?),
+        tag => return Err(format!("unknown answer tag {tag}")),
+    };
+    Ok((req, answer))
+}
+
+/// Proposes `cmd` and waits at most `within` for its outcome.
+pub async fn propose_and_wait(cluster: &Rc<RefCell<Cluster>>, cmd: &Command, within: Duration) -> Answer {
+    let rx = cluster.borrow_mut().propose(cmd);
+    match glommio::timer::timeout(within, async { Ok(rx.await) }).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_)) => Err("the proposal was dropped".into()),
+        Err(_) => Err("no answer from the controller in time".into()),
+    }
+}
+
 fn parse_heartbeat(mut b: Bytes) -> Result<(u64, BrokerEndpoints), String> {
     if b.remaining() < 8 {
         return Err("truncated heartbeat".into());
@@ -411,6 +582,8 @@ async fn serve_peer(cluster: Rc<RefCell<Cluster>>, voters: Rc<Vec<u32>>, mut str
                 Ok((inc, endpoints)) => cluster.borrow_mut().on_heartbeat(from, inc, endpoints),
                 Err(e) => tracing::warn!(from, error = %e, "refused a heartbeat"),
             },
+            Ok((KIND_PROPOSE, b)) => cluster.borrow_mut().on_propose(from, b),
+            Ok((KIND_PROPOSED, b)) => cluster.borrow_mut().on_proposed(from, b),
             Ok((kind, _)) => {
                 tracing::warn!(from, kind, "closing an inter-broker connection: unknown frame kind");
                 return;
@@ -467,6 +640,24 @@ pub fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proposal_answers_round_trip_and_damage_is_refused() {
+        for answer in [
+            Ok(Applied::Done),
+            Ok(Applied::ProducerIds(7000)),
+            Ok(Applied::Partitions(Vec::new())),
+            Err("no".to_string()),
+        ] {
+            let mut f = proposed_frame(9, &answer);
+            f.advance(5);
+            assert_eq!(parse_proposed(f.clone()), Ok((9, answer)));
+            for len in 0..9 {
+                assert!(parse_proposed(f.slice(..len)).is_err(), "cut at {len}");
+            }
+        }
+        assert!(parse_proposed(Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 1, 9])).is_err());
+    }
 
     #[test]
     fn heartbeats_round_trip_and_damage_is_refused() {

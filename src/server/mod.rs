@@ -225,7 +225,9 @@ async fn shard_main(
         let cluster = match &cfg.cluster {
             Some(settings) => {
                 let (cluster, links) = crate::cluster::runtime::Cluster::open(&cfg, settings)?;
-                Some(crate::cluster::runtime::start(cluster, links, settings)?)
+                let cluster = crate::cluster::runtime::start(cluster, links, settings)?;
+                shard.use_cluster(cluster.clone());
+                Some(cluster)
             }
             None => None,
         };
