@@ -52,6 +52,12 @@ struct Cli {
     /// Load generator executors, one pinned per core (default: one per core).
     #[arg(long)]
     executors: Option<usize>,
+    /// The core executor 0 is pinned to; executor i goes on core
+    /// (first + i) mod cores. With `--broker-shards 1 --executors 1
+    /// --first-core 1`, the embedded broker and the load generator each
+    /// own a core instead of sharing both.
+    #[arg(long, default_value_t = 0)]
+    first_core: usize,
     #[arg(long)]
     topics: Option<u32>,
     #[arg(long)]
@@ -194,6 +200,7 @@ fn main_inner(cli: &Cli) -> Result<bool, String> {
         bootstrap,
         broker_label: label,
         executors,
+        first_core: cli.first_core,
         progress: !cli.quiet,
         broker_rss: &|| embedded.as_ref().and_then(|e| e.rss_bytes()),
     });

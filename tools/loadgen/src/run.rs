@@ -38,6 +38,7 @@ pub struct Options<'a> {
     pub bootstrap: String,
     pub broker_label: String,
     pub executors: usize,
+    pub first_core: usize,
     pub progress: bool,
     pub broker_rss: &'a dyn Fn() -> Option<u64>,
 }
@@ -56,6 +57,7 @@ pub fn run(opts: Options<'_>) -> Result<Report, String> {
         payload,
         clock,
         executors: opts.executors,
+        first_core: opts.first_core,
         groups: (0..w.subscriptions)
             .map(|i| subscription::group_id(&run_id, i))
             .collect(),

@@ -55,6 +55,8 @@ pub struct Plan {
     pub payload: Bytes,
     pub clock: Clock,
     pub executors: usize,
+    /// The core executor 0 is pinned to.
+    pub first_core: usize,
     /// The consumer group of each subscription; empty without.
     pub groups: Vec<String>,
 }
@@ -142,7 +144,7 @@ pub fn spawn(
     stats: Arc<WorkerStats>,
 ) -> Result<glommio::ExecutorJoinHandle<()>, String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    LocalExecutorBuilder::new(Placement::Fixed(index % cores))
+    LocalExecutorBuilder::new(Placement::Fixed((plan.first_core + index) % cores))
         .name(&format!("loadgen-{index}"))
         .io_memory(IO_MEMORY_BYTES)
         .spawn(move || async move {
