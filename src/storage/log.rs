@@ -14,9 +14,13 @@
 //!
 //! Concurrency (one shard, many tasks): `append_lock` orders everything that
 //! changes the segment structure or assigns offsets (append, roll, truncate,
-//! retention, close); `io_lock` serialises flushes and fdatasyncs, which may
-//! rewrite the same tail block. Lock order: append_lock, then io_lock. No
-//! `RefCell` borrow is held across an `.await`.
+//! retention, close); `io_lock` serialises writes to the file (flushes,
+//! which may rewrite the same tail block, and the flush that starts a
+//! sync). A group-commit fdatasync runs without it, so appends and
+//! write-behind continue during a long sync; the durable watermark only
+//! claims what was written before the sync began, and nothing if a
+//! truncation happened meanwhile. Lock order: append_lock, then io_lock.
+//! No `RefCell` borrow is held across an `.await`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -104,6 +108,8 @@ struct Inner {
     /// A [`Log::sync_in_background`] task is running.
     background_sync: Cell<bool>,
     syncs: Cell<u64>,
+    /// Counts truncations, so a sync that ran across one claims nothing.
+    truncations: Cell<u64>,
 }
 
 struct State {
@@ -265,6 +271,7 @@ impl Log {
             syncing: Cell::new(false),
             background_sync: Cell::new(false),
             syncs: Cell::new(0),
+            truncations: Cell::new(0),
             config,
         });
         if let FlushPolicy::Interval(every) = inner.config.flush {
@@ -624,10 +631,14 @@ impl Log {
             }
             self.inner.syncing.set(true);
             let target = self.inner.end.get();
+            let truncations = self.inner.truncations.get();
             let result = self.sync_once().await;
             self.inner.syncing.set(false);
-            if result.is_ok() {
-                self.inner.durable.advance(target);
+            // A truncation while the fdatasync ran (it no longer holds the
+            // io lock) may have cut below `target`: claim nothing then; the
+            // next round syncs what is there.
+            if result.is_ok() && self.inner.truncations.get() == truncations {
+                self.inner.durable.advance(target.min(self.inner.end.get()));
             }
             self.inner.sync_rounds.set(self.inner.sync_rounds.get() + 1);
             result?;
@@ -649,6 +660,12 @@ impl Log {
             let seg = st.active();
             (seg.file.clone(), seg.path.clone())
         };
+        // Everything up to the caller's target is written. The fdatasync
+        // does not need the lock: writes that start meanwhile (write-behind
+        // flushes, which may rewrite the tail block with more bytes after
+        // the same ones) are not claimed by this round, and appends no
+        // longer stall behind a long sync.
+        drop(_io);
         self.inner.syncs.set(self.inner.syncs.get() + 1);
         let started = Instant::now();
         let synced = file.fdatasync().await;
@@ -852,6 +869,7 @@ impl Log {
         if offset >= self.inner.state.borrow().next_offset() {
             return Ok(self.next_offset());
         }
+        self.inner.truncations.set(self.inner.truncations.get() + 1);
         let log_start = self.inner.state.borrow().log_start();
         // Whole segments starting at or after the cut go. A cut at or below
         // the log start empties the log, which then starts at `offset`.
