@@ -141,6 +141,17 @@ fn the_quorum_registers_brokers_fails_over_fences_and_readmits() {
         let closed = matches!(s.read(&mut buf), Ok(0) | Err(_));
         assert!(closed, "a stranger's connection stays open");
     }
+    // A crowd of connections that never say who they are: they are capped
+    // and closed after the hello timeout; the quorum carries on.
+    let crowd: Vec<std::net::TcpStream> = (0..80)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", cluster_ports[0])).ok())
+        .collect();
+    for mut idle in crowd {
+        idle.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let mut buf = [0u8; 16];
+        let closed = matches!(idle.read(&mut buf), Ok(0) | Err(_));
+        assert!(closed, "an idle stranger stays connected");
+    }
     // (Which node leads may change on a loaded machine; the test follows
     // whichever leads now.)
     let before = until(&nodes, &all, "unaffected by strangers", |v| {

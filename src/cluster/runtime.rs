@@ -40,6 +40,13 @@ const FRAME_BYTES_MAX: usize = (64 << 20) + 1024;
 /// Largest first frame: a stranger gets no big buffer before it says who
 /// it is.
 const HELLO_BYTES_MAX: usize = 64;
+/// How long a new connection may take to say who it is.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Inbound inter-broker connections open at once: a bound on what
+/// strangers can hold (each for at most the hello timeout), well above
+/// what the peers need. The inter-broker listener belongs on a private
+/// network, as Kafka's does: a flood above this also delays the peers.
+const INBOUND_MAX: usize = 64;
 /// Frames queued for one peer before new ones are dropped.
 const PEER_QUEUE_FRAMES: usize = 1024;
 /// A command the controller proposed is proposed again after this.
@@ -564,9 +571,12 @@ async fn read_frame(stream: &mut TcpStream, max: usize) -> Result<(u8, Bytes), S
 /// Serves one incoming peer connection.
 async fn serve_peer(cluster: Rc<RefCell<Cluster>>, voters: Rc<Vec<u32>>, mut stream: TcpStream) {
     let peer = stream.peer_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
-    let from = match read_frame(&mut stream, HELLO_BYTES_MAX).await {
-        Ok((KIND_HELLO, b)) if b.len() == 4 => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-        Ok(_) | Err(_) => {
+    let hello = glommio::timer::timeout(HELLO_TIMEOUT, async {
+        Ok(read_frame(&mut stream, HELLO_BYTES_MAX).await)
+    });
+    let from = match hello.await {
+        Ok(Ok((KIND_HELLO, b))) if b.len() == 4 => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        _ => {
             tracing::warn!(%peer, "refusing an inter-broker connection that does not introduce itself");
             return;
         }
@@ -612,11 +622,23 @@ pub fn start(
         glommio::spawn_local(peer_loop(link)).detach();
     }
     let c = cluster.clone();
+    let inbound_max = INBOUND_MAX.max(4 * settings.voters.len());
+    let open = Rc::new(std::cell::Cell::new(0usize));
     glommio::spawn_local(async move {
         loop {
             match listener.accept().await {
+                Ok(stream) if open.get() >= inbound_max => {
+                    tracing::warn!(inbound_max, "refusing an inter-broker connection: too many open");
+                    drop(stream);
+                }
                 Ok(stream) => {
-                    glommio::spawn_local(serve_peer(c.clone(), voters.clone(), stream)).detach();
+                    let (c, voters, open) = (c.clone(), voters.clone(), open.clone());
+                    open.set(open.get() + 1);
+                    glommio::spawn_local(async move {
+                        serve_peer(c, voters, stream).await;
+                        open.set(open.get() - 1);
+                    })
+                    .detach();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting an inter-broker connection failed");
