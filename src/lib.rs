@@ -10,6 +10,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod envelope;
 pub mod group;
 pub mod metrics;
 pub mod protocol;

@@ -16,14 +16,14 @@ use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-use super::node_file::{self, Envelope};
 use crate::api::{ErrorCode, FlushConfig, TopicConfig};
+use crate::envelope::{self, Envelope};
 
 const ENVELOPE: Envelope = Envelope {
-    magic: 0x534c_4d44, // "SLMD"
+    magic: *b"SLMD",
     version: 1,
-    body_bytes_max: 64 << 20,
 };
+const BODY_BYTES_MAX: usize = 64 << 20;
 /// Kafka's limit on topic name length.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 /// Partitions one topic may have on this node.
@@ -226,7 +226,7 @@ impl MetadataStore {
     /// Blocking file I/O: called only for admin operations, on shard 0.
     pub fn update(&self, next: Metadata) -> Result<(), String> {
         let bytes = encode(&next)?;
-        node_file::replace(&self.dir, "topics", &bytes)
+        envelope::replace_file(&self.dir, "topics", &bytes)
             .map_err(|e| format!("writing {}: {e}", self.dir.join("topics").display()))?;
         let next = Arc::new(next);
         match self.current.write() {
@@ -250,11 +250,11 @@ fn encode(meta: &Metadata) -> Result<Vec<u8>, String> {
             .collect(),
     };
     let body = toml::to_string(&file).map_err(|e| format!("encoding metadata: {e}"))?;
-    Ok(ENVELOPE.seal(body.as_bytes()))
+    ENVELOPE.seal(body.as_bytes()).map_err(|e| e.to_string())
 }
 
 fn decode(bytes: &[u8]) -> Result<Metadata, String> {
-    let body = ENVELOPE.open(bytes)?;
+    let body = ENVELOPE.open(bytes, BODY_BYTES_MAX).map_err(|e| e.to_string())?;
     let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
     let file: MetadataFile = toml::from_str(text).map_err(|e| e.to_string())?;
     let mut meta = Metadata::default();

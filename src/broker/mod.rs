@@ -4,7 +4,6 @@
 
 mod groups;
 pub mod metadata;
-pub(crate) mod node_file;
 pub mod partition;
 mod producer_ids;
 mod shard;

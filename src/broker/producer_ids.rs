@@ -31,15 +31,14 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::node_file::{self, Envelope};
 use super::shard::{Shard, ShardMsg};
 use crate::api::{ErrorCode, Response};
+use crate::envelope::{self, Envelope};
 use crate::group::coordinator::ClientInfo;
 
 const ENVELOPE: Envelope = Envelope {
-    magic: 0x534c_5049, // "SLPI"
+    magic: *b"SLPI",
     version: 1,
-    body_bytes_max: 8,
 };
 const FILE_NAME: &str = "producer_ids";
 const TMP_NAME: &str = "producer_ids.tmp";
@@ -134,19 +133,21 @@ impl ProducerIdAllocator {
     /// `bound` or above.
     fn persist(&self, bound: i64) -> Result<(), ProducerIdError> {
         assert!(bound > self.limit, "the persisted bound only grows");
-        node_file::replace(&self.dir, FILE_NAME, &encode(bound)).map_err(|source| ProducerIdError::Persist {
-            path: self.dir.join(FILE_NAME),
-            source,
-        })
+        encode(bound)
+            .and_then(|bytes| envelope::replace_file(&self.dir, FILE_NAME, &bytes))
+            .map_err(|source| ProducerIdError::Persist {
+                path: self.dir.join(FILE_NAME),
+                source,
+            })
     }
 }
 
-fn encode(bound: i64) -> Vec<u8> {
-    ENVELOPE.seal(&bound.to_be_bytes())
+fn encode(bound: i64) -> std::io::Result<Vec<u8>> {
+    ENVELOPE.seal(&bound.to_be_bytes()).map_err(std::io::Error::other)
 }
 
 fn decode(bytes: &[u8]) -> Result<i64, String> {
-    let body = ENVELOPE.open(bytes)?;
+    let body = ENVELOPE.open(bytes, 8).map_err(|e| e.to_string())?;
     let raw = <[u8; 8]>::try_from(body).map_err(|_| format!("a body of {} bytes, not 8", body.len()))?;
     let bound = i64::from_be_bytes(raw);
     if bound < 0 {
@@ -413,7 +414,7 @@ mod tests {
             .collect();
         damaged.push(good[..good.len() - 1].to_vec());
         damaged.push(Vec::new());
-        damaged.push(encode(-5).to_vec());
+        damaged.push(encode(-5).expect("encodes"));
         for bad in damaged {
             std::fs::write(file(dir.path()), &bad).expect("write");
             let err = ProducerIdAllocator::open(dir.path()).expect_err("damage detected");
@@ -450,7 +451,7 @@ mod tests {
     fn exhaustion_is_an_error_not_a_wrap() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("meta")).expect("meta");
-        std::fs::write(file(dir.path()), encode(i64::MAX - BLOCK_IDS)).expect("write");
+        std::fs::write(file(dir.path()), encode(i64::MAX - BLOCK_IDS).expect("encodes")).expect("write");
         let mut a = ProducerIdAllocator::open(dir.path()).expect("open");
         let last_block: Vec<i64> = (0..BLOCK_IDS).map(|_| a.allocate().expect("allocate")).collect();
         assert_eq!(last_block.last(), Some(&(i64::MAX - 1)));

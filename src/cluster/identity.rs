@@ -14,6 +14,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::replica::NodeId;
+use crate::envelope::{self, Envelope};
 
 /// One controller voter: its node id and inter-broker address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,11 +80,11 @@ pub struct Identity {
 }
 
 const FILE: &str = "node";
-const ENVELOPE: crate::broker::node_file::Envelope = crate::broker::node_file::Envelope {
-    magic: 0x534c_4e49, // "SLNI"
+const ENVELOPE: Envelope = Envelope {
+    magic: *b"SLNI",
     version: 1,
-    body_bytes_max: 1 << 20,
 };
+const BODY_BYTES_MAX: usize = 1 << 20;
 
 /// Checks `role` against what `data_dir` records; records it if the
 /// directory has no identity yet. Refuses (touching nothing) when they
@@ -95,7 +96,7 @@ pub fn check_or_record(data_dir: &Path, role: &NodeRole) -> Result<Identity, Str
     match std::fs::read(&path) {
         Ok(bytes) => {
             let body = ENVELOPE
-                .open(&bytes)
+                .open(&bytes, BODY_BYTES_MAX)
                 .map_err(|e| format!("{} is damaged ({e}); refusing to start", path.display()))?;
             let text = std::str::from_utf8(body).map_err(|e| format!("{}: {e}", path.display()))?;
             let recorded: Identity = toml::from_str(text).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -120,8 +121,8 @@ pub fn record(data_dir: &Path, identity: &Identity) -> Result<(), String> {
     let dir = data_dir.join("meta");
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let body = toml::to_string(identity).map_err(|e| e.to_string())?;
-    crate::broker::node_file::replace(&dir, FILE, &ENVELOPE.seal(body.as_bytes()))
-        .map_err(|e| format!("writing {}: {e}", dir.join(FILE).display()))
+    let sealed = ENVELOPE.seal(body.as_bytes()).map_err(|e| e.to_string())?;
+    envelope::replace_file(&dir, FILE, &sealed).map_err(|e| format!("writing {}: {e}", dir.join(FILE).display()))
 }
 
 fn check(recorded: &NodeRole, now: &NodeRole) -> Result<(), String> {

@@ -14,6 +14,15 @@ pub type Epoch = i32;
 /// Kafka's "no epoch".
 pub const UNDEFINED_EPOCH: Epoch = -1;
 
+use crate::envelope::Envelope;
+
+const ENVELOPE: Envelope = Envelope {
+    magic: *b"SLEP",
+    version: 1,
+};
+/// Bytes of one entry in a checkpoint: epoch i32 | start i64.
+const ENTRY_BYTES: usize = 12;
+
 /// Epochs strictly increasing, start offsets non-decreasing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EpochCache {
@@ -66,6 +75,36 @@ impl EpochCache {
         (found, end)
     }
 
+    /// The checkpoint file: the crate's [`Envelope`] around count u32 |
+    /// count × (epoch i32 | start i64), big-endian.
+    pub fn encode(&self) -> Result<Vec<u8>, String> {
+        let mut body = Vec::with_capacity(4 + self.entries.len() * ENTRY_BYTES);
+        body.extend_from_slice(&(self.entries.len() as u32).to_be_bytes());
+        for &(epoch, start) in &self.entries {
+            body.extend_from_slice(&epoch.to_be_bytes());
+            body.extend_from_slice(&start.to_be_bytes());
+        }
+        ENVELOPE.seal(&body).map_err(|e| e.to_string())
+    }
+
+    /// Reads a checkpoint; any damage is an error (the caller replays).
+    pub fn decode(bytes: &[u8]) -> Result<EpochCache, String> {
+        let body = ENVELOPE.open(bytes, usize::MAX).map_err(|e| e.to_string())?;
+        let (count, entries) = body.split_first_chunk::<4>().ok_or("truncated")?;
+        if entries.len() != u32::from_be_bytes(*count) as usize * ENTRY_BYTES {
+            return Err("the count does not match the entries".into());
+        }
+        let mut cache = EpochCache::default();
+        for e in entries.chunks_exact(ENTRY_BYTES) {
+            let (epoch, start) = e.split_at(4);
+            let epoch = i32::from_be_bytes([epoch[0], epoch[1], epoch[2], epoch[3]]);
+            let mut s = [0u8; 8];
+            s.copy_from_slice(start);
+            cache.assign(epoch, i64::from_be_bytes(s));
+        }
+        Ok(cache)
+    }
+
     /// The log was cut to end at `offset`: epochs starting at or after it
     /// are gone.
     pub fn truncate_from_end(&mut self, offset: i64) {
@@ -102,5 +141,21 @@ mod tests {
         c.assign(6, 12);
         c.assign(7, 12);
         assert_eq!(c.entries(), &[(1, 0), (2, 10), (7, 12)]);
+    }
+
+    #[test]
+    fn checkpoints_round_trip_and_damage_is_refused() {
+        let mut c = EpochCache::default();
+        c.assign(1, 0);
+        c.assign(4, 100);
+        let bytes = c.encode().expect("encodes");
+        assert_eq!(EpochCache::decode(&bytes), Ok(c));
+        for at in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x08;
+            assert!(EpochCache::decode(&bad).is_err(), "flip at {at}");
+        }
+        let lying = ENVELOPE.seal(&9u32.to_be_bytes()).expect("seals");
+        assert!(EpochCache::decode(&lying).is_err());
     }
 }

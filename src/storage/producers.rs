@@ -14,6 +14,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::envelope::Envelope;
 use crate::record::BatchHeader;
 
 /// Batches remembered per producer: Kafka's limit on in-flight requests of
@@ -100,10 +101,12 @@ pub struct ProducerStates {
     producers: HashMap<i64, Producer>,
 }
 
-const MAGIC: u32 = 0x534c_5053; // "SLPS"
-const VERSION: u16 = 1;
-const HEADER_BYTES: usize = 4 + 2 + 8 + 4;
-const CRC_BYTES: usize = 4;
+const ENVELOPE: Envelope = Envelope {
+    magic: *b"SLPS",
+    version: 1,
+};
+/// A snapshot file is read whole: this bounds it.
+const SNAPSHOT_BYTES_MAX: usize = 256 << 20;
 const BATCH_BYTES: usize = 4 + 4 + 8 + 8;
 
 impl ProducerStates {
@@ -220,17 +223,18 @@ impl ProducerStates {
         before - self.producers.len()
     }
 
-    /// The snapshot file body for this state as of `offset` (the state
-    /// after every batch below it): magic u32 | version u16 | offset i64 |
-    /// count u32 | entries | crc32c of everything before it u32, where each entry is
-    /// producer id i64 | epoch i16 | last seen (ms) i64 | batches u8 |
-    /// batches × (first seq i32 | last seq i32 | base offset i64 | last
-    /// offset i64). Big-endian; producers in id order so the bytes are
-    /// deterministic.
-    pub fn encode(&self, offset: i64) -> Vec<u8> {
+    /// The snapshot file for this state as of `offset` (the state after
+    /// every batch below it), in the crate's [`Envelope`]; the body is
+    /// offset i64 | count u32 | entries, each entry producer id i64 |
+    /// epoch i16 | last seen (ms) i64 | batches u8 | batches × (first seq
+    /// i32 | last seq i32 | base offset i64 | last offset i64).
+    /// Big-endian; producers in id order so the bytes are deterministic.
+    pub fn encode(&self, offset: i64) -> Result<Vec<u8>, String> {
         let mut ids: Vec<i64> = self.producers.keys().copied().collect();
         ids.sort_unstable();
-        let mut body = Vec::with_capacity(ids.len() * (19 + BATCHES_KEPT * BATCH_BYTES));
+        let mut body = Vec::with_capacity(12 + ids.len() * (19 + BATCHES_KEPT * BATCH_BYTES));
+        body.extend_from_slice(&offset.to_be_bytes());
+        body.extend_from_slice(&(ids.len() as u32).to_be_bytes());
         for id in &ids {
             let p = &self.producers[id];
             body.extend_from_slice(&id.to_be_bytes());
@@ -244,35 +248,16 @@ impl ProducerStates {
                 body.extend_from_slice(&b.last_offset.to_be_bytes());
             }
         }
-        let mut out = Vec::with_capacity(HEADER_BYTES + body.len() + CRC_BYTES);
-        out.extend_from_slice(&MAGIC.to_be_bytes());
-        out.extend_from_slice(&VERSION.to_be_bytes());
-        out.extend_from_slice(&offset.to_be_bytes());
-        out.extend_from_slice(&(ids.len() as u32).to_be_bytes());
-        out.extend_from_slice(&body);
-        let crc = crc32c::crc32c(&out);
-        out.extend_from_slice(&crc.to_be_bytes());
-        out
+        ENVELOPE.seal(&body).map_err(|e| e.to_string())
     }
 
     /// Parses a snapshot: the offset it was taken at and the state. Any
-    /// damage (length, magic, version, CRC, a count that does not match)
-    /// is an error; the caller then falls back to an older snapshot or to
+    /// damage (the envelope's checks, a count that does not match) is an
+    /// error; the caller then falls back to an older snapshot or to
     /// replaying the log.
     pub fn decode(bytes: &[u8]) -> Result<(i64, ProducerStates), String> {
-        let split = bytes.len().checked_sub(CRC_BYTES).ok_or("truncated")?;
-        let (content, crc) = bytes.split_at(split);
-        if crc32c::crc32c(content).to_be_bytes() != crc {
-            return Err("CRC mismatch".into());
-        }
-        let mut r = Reader { buf: content };
-        if r.u32()? != MAGIC {
-            return Err("bad magic".into());
-        }
-        let version = r.u16()?;
-        if version != VERSION {
-            return Err(format!("unknown version {version}"));
-        }
+        let body = ENVELOPE.open(bytes, SNAPSHOT_BYTES_MAX).map_err(|e| e.to_string())?;
+        let mut r = Reader { buf: body };
         let offset = r.i64()?;
         let count = r.u32()? as usize;
         // Each entry takes at least 19 bytes: bound the count before
@@ -326,9 +311,6 @@ impl Reader<'_> {
     }
     fn u8(&mut self) -> Result<u8, String> {
         Ok(self.take::<1>()?[0])
-    }
-    fn u16(&mut self) -> Result<u16, String> {
-        self.take().map(u16::from_be_bytes)
     }
     fn i16(&mut self) -> Result<i16, String> {
         self.take().map(i16::from_be_bytes)

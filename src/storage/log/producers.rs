@@ -30,47 +30,6 @@ const SNAPSHOTS_KEPT: usize = 3;
 /// Bytes read per step when replaying.
 const REPLAY_READ_BYTES: usize = 1 << 20;
 const EPOCHS_FILE: &str = "leader-epochs";
-const EPOCHS_MAGIC: u32 = 0x534c_4550; // "SLEP"
-const EPOCHS_VERSION: u16 = 1;
-
-/// magic u32 | version u16 | count u32 | count × (epoch i32 | start i64) |
-/// crc32c of everything before it u32; big-endian.
-fn encode_epochs(cache: &EpochCache) -> Vec<u8> {
-    let mut out = Vec::with_capacity(14 + cache.entries().len() * 12);
-    out.extend_from_slice(&EPOCHS_MAGIC.to_be_bytes());
-    out.extend_from_slice(&EPOCHS_VERSION.to_be_bytes());
-    out.extend_from_slice(&(cache.entries().len() as u32).to_be_bytes());
-    for &(epoch, start) in cache.entries() {
-        out.extend_from_slice(&epoch.to_be_bytes());
-        out.extend_from_slice(&start.to_be_bytes());
-    }
-    let crc = crc32c::crc32c(&out);
-    out.extend_from_slice(&crc.to_be_bytes());
-    out
-}
-
-fn decode_epochs(bytes: &[u8]) -> std::result::Result<EpochCache, String> {
-    let split = bytes.len().checked_sub(4).ok_or("truncated")?;
-    let (body, crc) = bytes.split_at(split);
-    if crc32c::crc32c(body).to_be_bytes() != crc {
-        return Err("CRC mismatch".into());
-    }
-    let (head, entries) = body.split_at_checked(10).ok_or("truncated")?;
-    let magic = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-    let version = u16::from_be_bytes([head[4], head[5]]);
-    let count = u32::from_be_bytes([head[6], head[7], head[8], head[9]]) as usize;
-    if magic != EPOCHS_MAGIC || version != EPOCHS_VERSION || entries.len() != count * 12 {
-        return Err("not an epoch checkpoint of this version".into());
-    }
-    let mut cache = EpochCache::default();
-    for e in entries.chunks_exact(12) {
-        let epoch = i32::from_be_bytes([e[0], e[1], e[2], e[3]]);
-        let mut start = [0u8; 8];
-        start.copy_from_slice(&e[4..]);
-        cache.assign(epoch, i64::from_be_bytes(start));
-    }
-    Ok(cache)
-}
 
 /// Offsets of the snapshot files in `dir`, ascending.
 fn list(dir: &Path) -> Result<Vec<i64>> {
@@ -117,14 +76,24 @@ impl Log {
     /// logged: without this snapshot the next open replays more.
     pub(super) async fn write_producer_snapshot(&self) {
         let dir = &self.inner.dir;
-        let (offset, bytes, epochs) = {
+        let (offset, encoded) = {
             let st = self.inner.state.borrow();
             let end = st.next_offset();
-            (end, st.producers.encode(end), encode_epochs(&st.epochs))
+            (end, st.epochs.encode().and_then(|e| Ok((e, st.producers.encode(end)?))))
         };
+        let (epochs, bytes) = match encoded {
+            Ok(both) => both,
+            Err(e) => {
+                tracing::warn!(log = %dir.display(), error = %e, "encoding a producer snapshot failed");
+                return;
+            }
+        };
+        // The checkpoint first: a snapshot is only trusted to replay from
+        // if the epochs that start before it are in the checkpoint.
         let epochs_path = dir.join(EPOCHS_FILE);
         if let Err(e) = segment::write_file_atomic(&epochs_path, &epochs).await {
             tracing::warn!(checkpoint = %epochs_path.display(), error = %e, "writing the epoch checkpoint failed");
+            return;
         }
         let path = segment::file_path(dir, offset, EXT);
         if let Err(e) = segment::write_file_atomic(&path, &bytes).await {
@@ -153,7 +122,7 @@ impl Log {
         }
         let epochs_path = dir.join(EPOCHS_FILE);
         let loaded = match segment::read_small_file(&epochs_path).await {
-            Some(bytes) => decode_epochs(&bytes).map_err(|e| {
+            Some(bytes) => EpochCache::decode(&bytes).map_err(|e| {
                 tracing::warn!(checkpoint = %epochs_path.display(), error = %e, "epoch checkpoint is damaged; replaying the log for epochs");
             }),
             None => Err(()),
