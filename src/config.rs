@@ -389,7 +389,7 @@ impl ClusterSettings {
 }
 
 /// `HOST:PORT` (a name, an IPv4 address, or a bracketed IPv6 address).
-fn parse_host_port(text: &str) -> Result<(String, u16), String> {
+pub(crate) fn parse_host_port(text: &str) -> Result<(String, u16), String> {
     let (host, port) = text.rsplit_once(':').ok_or("expected HOST:PORT")?;
     let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     if host.is_empty() || host.contains(char::is_whitespace) {

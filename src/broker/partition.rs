@@ -151,10 +151,6 @@ impl Partition {
             // One copy: the stored batch is stamped in place, and the
             // receive buffer is shared with the other partitions' data.
             match self.log.append_buffered(BytesMut::from(&records[span]), 0).await {
-                Err(StorageError::Sequence(e)) => {
-                    tracing::debug!(topic = %self.topic, partition = self.index, error = %e, "refused a producer's batch");
-                    return fail(error_code(&StorageError::Sequence(e)));
-                }
                 Ok(info) => {
                     if base_offset < 0 {
                         base_offset = info.base_offset;
@@ -166,7 +162,10 @@ impl Partition {
                         records_count += count;
                     }
                 }
-                Err(e) => return fail(error_code(&e)),
+                Err(e) => {
+                    tracing::debug!(topic = %self.topic, partition = self.index, error = %e, "append refused");
+                    return fail(error_code(&e));
+                }
             }
         }
         if acks == Acks::All && self.hw_is_durable {

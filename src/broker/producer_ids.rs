@@ -160,21 +160,33 @@ fn decode(bytes: &[u8]) -> Result<i64, String> {
 /// rate limit of the warning about refused transactional producers.
 #[derive(Debug, Default)]
 pub struct ProducerIds {
-    allocator: Option<RefCell<ProducerIdAllocator>>,
-    /// Cluster mode (shard 0): the controller quorum hands out the blocks,
-    /// so ids are unique across the cluster, not only on this node.
-    cluster: RefCell<Option<Rc<RefCell<crate::cluster::runtime::Cluster>>>>,
-    /// The current block from the quorum: next id, end (exclusive).
-    block: Cell<(i64, i64)>,
+    source: RefCell<IdSource>,
     txn_warned_at: Cell<Option<Instant>>,
     txn_refused_unwarned: Cell<u64>,
 }
 
+/// Where shard 0 gets producer ids from.
+#[derive(Debug, Default)]
+enum IdSource {
+    /// Not shard 0 (or, in cluster mode, before the quorum is running).
+    #[default]
+    None,
+    /// A single node: its own durable allocator.
+    Local(ProducerIdAllocator),
+    /// Cluster mode: blocks handed out by the controller quorum, so ids
+    /// are unique across the cluster. `next..end` is the current block.
+    Quorum {
+        cluster: Rc<RefCell<crate::cluster::runtime::Cluster>>,
+        next: i64,
+        end: i64,
+    },
+}
+
 impl ProducerIds {
-    /// `allocator` is `Some` on shard 0 only.
+    /// `allocator` is `Some` on shard 0 of a single node only.
     pub fn new(allocator: Option<ProducerIdAllocator>) -> ProducerIds {
         ProducerIds {
-            allocator: allocator.map(RefCell::new),
+            source: RefCell::new(allocator.map_or(IdSource::None, IdSource::Local)),
             ..ProducerIds::default()
         }
     }
@@ -248,76 +260,64 @@ impl Shard {
             .unwrap_or_else(|| init_producer_id_error(ErrorCode::CoordinatorNotAvailable))
     }
 
-    /// Cluster mode: from now on, shard 0 takes its producer-id blocks from
-    /// the controller quorum.
+    /// Cluster mode: shard 0 takes its producer-id blocks from the
+    /// controller quorum.
     pub fn use_cluster(&self, cluster: Rc<RefCell<crate::cluster::runtime::Cluster>>) {
-        *self.producer_ids.cluster.borrow_mut() = Some(cluster);
+        *self.producer_ids.source.borrow_mut() = IdSource::Quorum {
+            cluster,
+            next: 0,
+            end: 0,
+        };
     }
 
-    /// Shard 0: the next id, epoch 0; from the quorum's blocks in cluster
-    /// mode, else from the node's allocator.
+    /// Shard 0: the next id, epoch 0.
     pub(super) async fn allocate_producer_id(&self) -> Response {
-        let cluster = self.producer_ids.cluster.borrow().clone();
-        match cluster {
-            Some(c) => self.allocate_from_quorum(&c).await,
-            None => self.allocate_locally(),
-        }
-    }
-
-    async fn allocate_from_quorum(&self, cluster: &Rc<RefCell<crate::cluster::runtime::Cluster>>) -> Response {
-        use crate::cluster::metadata::{Applied, Command};
-        let ids = &self.producer_ids;
-        let (next, end) = ids.block.get();
-        if next >= end {
-            let cmd = Command::AllocateProducerIds {
-                broker: self.config.cluster.as_ref().map_or(0, |c| c.node_id),
-                count: BLOCK_IDS as u32,
-            };
-            match crate::cluster::runtime::propose_and_wait(cluster, &cmd, QUORUM_WAIT).await {
-                Ok(Applied::ProducerIds(first)) => ids.block.set((first, first + BLOCK_IDS)),
-                Ok(other) => {
-                    tracing::error!(?other, "the quorum answered a producer id block with something else");
-                    return init_producer_id_error(ErrorCode::Unknown);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "no producer id block from the controller quorum");
-                    return init_producer_id_error(ErrorCode::CoordinatorNotAvailable);
+        let granted = |producer_id| Response::InitProducerId {
+            error: ErrorCode::None,
+            producer_id,
+            producer_epoch: 0,
+        };
+        // No `.await` while borrowed: the local allocator's write is
+        // synchronous, and the quorum is asked below, after the borrow.
+        let cluster = match &mut *self.producer_ids.source.borrow_mut() {
+            IdSource::Local(allocator) => {
+                return match allocator.allocate() {
+                    Ok(id) => granted(id),
+                    Err(e) => {
+                        tracing::error!(error = %e, "no producer id for InitProducerId");
+                        init_producer_id_error(e.code())
+                    }
                 }
             }
-        }
-        // Another request may have taken the block's last id meanwhile.
-        let (next, end) = ids.block.get();
-        if next >= end {
-            return init_producer_id_error(ErrorCode::CoordinatorNotAvailable);
-        }
-        ids.block.set((next + 1, end));
-        Response::InitProducerId {
-            error: ErrorCode::None,
-            producer_id: next,
-            producer_epoch: 0,
-        }
-    }
-
-    fn allocate_locally(&self) -> Response {
-        debug_assert!(
-            self.producer_ids.allocator.is_some(),
-            "shard {} has no allocator",
-            self.id
-        );
-        let Some(allocator) = &self.producer_ids.allocator else {
-            return init_producer_id_error(ErrorCode::CoordinatorNotAvailable);
+            IdSource::Quorum { next, end, .. } if *next < *end => {
+                *next += 1;
+                return granted(*next - 1);
+            }
+            IdSource::Quorum { cluster, .. } => cluster.clone(),
+            IdSource::None => return init_producer_id_error(ErrorCode::CoordinatorNotAvailable),
         };
-        // No `.await` while borrowed: the blocking write is synchronous.
-        let allocated = allocator.borrow_mut().allocate();
-        match allocated {
-            Ok(producer_id) => Response::InitProducerId {
-                error: ErrorCode::None,
-                producer_id,
-                producer_epoch: 0,
-            },
+        use crate::cluster::metadata::{Applied, Command};
+        let cmd = Command::AllocateProducerIds {
+            broker: self.config.cluster.as_ref().map_or(0, |c| c.node_id),
+            count: BLOCK_IDS as u32,
+        };
+        match crate::cluster::runtime::propose_and_wait(&cluster, &cmd, QUORUM_WAIT).await {
+            Ok(Applied::ProducerIds(first)) => {
+                if let IdSource::Quorum { next, end, .. } = &mut *self.producer_ids.source.borrow_mut() {
+                    // Requests that waited together each got a block; the
+                    // newest one serves the next requests, the rest of
+                    // the others is never used (ids are never reused).
+                    (*next, *end) = (first + 1, first + BLOCK_IDS);
+                }
+                granted(first)
+            }
+            Ok(other) => {
+                tracing::error!(?other, "the quorum answered a producer id block with something else");
+                init_producer_id_error(ErrorCode::Unknown)
+            }
             Err(e) => {
-                tracing::error!(error = %e, "no producer id for InitProducerId");
-                init_producer_id_error(e.code())
+                tracing::warn!(error = %e, "no producer id block from the controller quorum");
+                init_producer_id_error(ErrorCode::CoordinatorNotAvailable)
             }
         }
     }

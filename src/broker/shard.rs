@@ -156,7 +156,10 @@ impl Shard {
         metrics: Arc<ShardMetrics>,
         producer_ids: Option<ProducerIdAllocator>,
     ) -> Rc<Shard> {
-        assert_eq!(producer_ids.is_some(), id == 0, "the allocator lives on shard 0 alone");
+        assert!(
+            producer_ids.is_none() || id == 0,
+            "the allocator lives on shard 0 alone"
+        );
         let cache_budget = CacheBudget::new(config.cache_bytes_max_per_shard);
         let config_for_groups = config.clone();
         Rc::new(Shard {

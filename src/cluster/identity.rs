@@ -5,9 +5,8 @@
 //!
 //! `<data>/meta/node` (an envelope like the other node files) records the
 //! mode (single node, or a member of a cluster with its voters) and the
-//! node id, written on the first start. The cluster id itself comes from
-//! the controller quorum when the node first joins, and is checked against
-//! what is recorded from then on.
+//! node id, written on the first start. (A cluster id issued by the
+//! quorum, recorded at the first join and checked after, is to come.)
 
 use std::path::Path;
 
@@ -33,12 +32,7 @@ pub fn parse_voters(text: &str) -> Result<Vec<Voter>, String> {
             .split_once('@')
             .ok_or_else(|| format!("voter {part:?} is not ID@HOST:PORT"))?;
         let id: NodeId = id.parse().map_err(|_| format!("voter {part:?}: bad node id {id:?}"))?;
-        let (host, port) = addr
-            .rsplit_once(':')
-            .ok_or_else(|| format!("voter {part:?}: address {addr:?} is not HOST:PORT"))?;
-        if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
-            return Err(format!("voter {part:?}: address {addr:?} is not HOST:PORT"));
-        }
+        crate::config::parse_host_port(addr).map_err(|e| format!("voter {part:?}: {e}"))?;
         if voters.iter().any(|v| v.id == id) {
             return Err(format!("voter id {id} appears twice"));
         }
@@ -75,8 +69,6 @@ impl NodeRole {
 pub struct Identity {
     #[serde(flatten)]
     pub role: NodeRole,
-    /// Set once the node has joined its cluster's quorum.
-    pub cluster_id: Option<String>,
 }
 
 const FILE: &str = "node";
@@ -105,10 +97,7 @@ pub fn check_or_record(data_dir: &Path, role: &NodeRole) -> Result<Identity, Str
             Ok(recorded)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let identity = Identity {
-                role: role.clone(),
-                cluster_id: None,
-            };
+            let identity = Identity { role: role.clone() };
             record(data_dir, &identity)?;
             Ok(identity)
         }
@@ -116,8 +105,8 @@ pub fn check_or_record(data_dir: &Path, role: &NodeRole) -> Result<Identity, Str
     }
 }
 
-/// Records `identity` (e.g. once the cluster id is known).
-pub fn record(data_dir: &Path, identity: &Identity) -> Result<(), String> {
+/// Records `identity`.
+fn record(data_dir: &Path, identity: &Identity) -> Result<(), String> {
     let dir = data_dir.join("meta");
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let body = toml::to_string(identity).map_err(|e| e.to_string())?;

@@ -93,8 +93,12 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     };
     crate::cluster::identity::check_or_record(&cfg.data_dir, &role)?;
     let meta = Arc::new(MetadataStore::open(&cfg.data_dir)?);
-    // Moved into shard 0, its only user.
-    let mut producer_ids = Some(ProducerIdAllocator::open(&cfg.data_dir)?);
+    // Moved into shard 0, its only user. In cluster mode the quorum hands
+    // out producer ids instead.
+    let mut producer_ids = match cfg.cluster {
+        None => Some(ProducerIdAllocator::open(&cfg.data_dir)?),
+        Some(_) => None,
+    };
     let shutdown = Arc::new(AtomicBool::new(false));
     install_signal_thread(shutdown.clone());
     let io_memory = io_memory_per_shard(&cfg);
@@ -214,6 +218,17 @@ async fn shard_main(
     for topic in meta.snapshot().topics.values() {
         shard.open_topic(topic).await?;
     }
+    // Cluster mode runs on shard 0, and is up before clients are let in
+    // (InitProducerId needs it).
+    let cluster = match (&cfg.cluster, id) {
+        (Some(settings), 0) => {
+            let (cluster, links) = crate::cluster::runtime::Cluster::open(&cfg, settings)?;
+            let cluster = crate::cluster::runtime::start(cluster, links, settings)?;
+            shard.use_cluster(cluster.clone());
+            Some(cluster)
+        }
+        _ => None,
+    };
     let shared = TcpListener::bind(cfg.native_addr).map_err(|e| format!("listening on {}: {e}", cfg.native_addr))?;
     let own_addr = std::net::SocketAddr::new(cfg.native_addr.ip(), cfg.shard_port(id));
     let own = TcpListener::bind(own_addr).map_err(|e| format!("listening on {own_addr}: {e}"))?;
@@ -222,15 +237,6 @@ async fn shard_main(
         .map(|(l, wire)| glommio::spawn_local(accept_loop(shard.clone(), l, wire)));
     glommio::spawn_local(retention_loop(shard.clone())).detach();
     if id == 0 {
-        let cluster = match &cfg.cluster {
-            Some(settings) => {
-                let (cluster, links) = crate::cluster::runtime::Cluster::open(&cfg, settings)?;
-                let cluster = crate::cluster::runtime::start(cluster, links, settings)?;
-                shard.use_cluster(cluster.clone());
-                Some(cluster)
-            }
-            None => None,
-        };
         let listener = TcpListener::bind(cfg.metrics_addr)
             .map_err(|e| format!("metrics listener on {}: {e}", cfg.metrics_addr))?;
         glommio::spawn_local(metrics_loop(listener, metrics.clone(), cluster)).detach();

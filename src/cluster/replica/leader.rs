@@ -115,19 +115,13 @@ impl LeaderState {
         self.isr.len() >= self.min_isr
     }
 
-    /// The ISR plus a pending change: the widest set the controller may
-    /// hold while the change is in flight.
-    fn maximal_isr(&self) -> BTreeSet<NodeId> {
-        match &self.pending {
-            Some(p) => self.isr.union(p).copied().collect(),
-            None => self.isr.clone(),
-        }
-    }
-
-    /// Recomputes the high watermark; true if it moved.
+    /// Recomputes the high watermark over the ISR plus a pending change
+    /// (the widest set the controller may hold while the change is in
+    /// flight); true if it moved. Runs on every append and fetch: no
+    /// allocation.
     fn advance_hw(&mut self, log_end: i64) -> bool {
         let mut min = log_end;
-        for r in self.maximal_isr() {
+        for &r in self.isr.iter().chain(self.pending.iter().flatten()) {
             if r != self.me {
                 let end = self.followers.get(&r).map_or(-1, |p| p.log_end);
                 min = min.min(end);
