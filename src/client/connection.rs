@@ -31,15 +31,13 @@ use super::notify::timeout;
 use super::{ClientConfig, ClientError};
 use crate::api::{ApiKey, ApiVersionRange, Request, RequestHeader, Response};
 use crate::protocol::native;
+use crate::protocol::{write_chunks, COALESCE_BYTES_MAX};
 
 /// The version of every API this client sends.
 pub const REQUEST_VERSION: u16 = 0;
 /// Request frames queued for the writer task before senders wait.
 const OUTBOX_DEPTH: usize = 256;
-/// Chunks smaller than this are coalesced into one write.
-const COALESCE_BYTES_MAX: usize = 16 << 10;
 
-/// State shared by the handle and the two socket tasks.
 /// Removes a request's waiter when the request ends, however it ends.
 struct Forget<'a> {
     shared: &'a Shared,
@@ -52,6 +50,7 @@ impl Drop for Forget<'_> {
     }
 }
 
+/// State shared by the handle and the two socket tasks.
 #[derive(Debug)]
 struct Shared {
     addr: SocketAddr,
@@ -327,29 +326,6 @@ async fn write_frames<W: futures_lite::AsyncWrite + Unpin>(
             wr.write_all(&small.split()).await?;
         }
         wr.flush().await?;
-    }
-    Ok(())
-}
-
-/// Appends small chunks to `small` (writing it once it is big enough) and
-/// writes large ones directly, after what `small` holds.
-async fn write_chunks<W: futures_lite::AsyncWrite + Unpin>(
-    wr: &mut W,
-    small: &mut BytesMut,
-    chunks: Vec<Bytes>,
-) -> Result<(), ClientError> {
-    for chunk in chunks {
-        if chunk.len() < COALESCE_BYTES_MAX {
-            small.extend_from_slice(&chunk);
-            if small.len() >= COALESCE_BYTES_MAX {
-                wr.write_all(&small.split()).await?;
-            }
-        } else {
-            if !small.is_empty() {
-                wr.write_all(&small.split()).await?;
-            }
-            wr.write_all(&chunk).await?;
-        }
     }
     Ok(())
 }

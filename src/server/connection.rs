@@ -13,11 +13,11 @@
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
-use glommio::sync::Semaphore;
 
+use super::frames::{write_answer, FrameReader};
 use crate::api::{Acks, ApiKey, Request, Response, ResponseHeader};
 use crate::broker::Shard;
 use crate::group::coordinator::ClientInfo;
@@ -25,45 +25,20 @@ use crate::protocol::native;
 
 /// Responses queued for the writer before handlers wait.
 const RESPONSES_QUEUED_MAX: usize = 256;
-/// Chunks smaller than this are coalesced into one write.
-const COALESCE_BYTES_MAX: usize = 16 << 10;
 
 /// Serves `stream` until the peer closes it, breaks the protocol, or the
 /// shard shuts down.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
-    let peer_addr = stream.peer_addr().ok();
-    let peer = peer_addr.map_or_else(|| "?".to_string(), |a| a.to_string());
-    let client_host: std::sync::Arc<str> = peer_addr.map_or_else(|| "?".into(), |a| format!("/{}", a.ip()).into());
+    let (peer, client_host) = super::frames::peer_names(&stream);
     let _ = stream.set_nodelay(true);
-    let (mut rd, wr) = futures_lite::io::split(stream);
+    let (rd, wr) = futures_lite::io::split(stream);
     let (tx, rx) = local_channel::new_bounded::<Vec<Bytes>>(RESPONSES_QUEUED_MAX);
     let writer = glommio::spawn_local(write_loop(wr, rx));
     let cfg = shard.config.clone();
-    let inflight = Rc::new(Semaphore::new(cfg.inflight_bytes_max_per_connection as u64));
     let tx = Rc::new(tx);
-    loop {
-        let mut prefix = [0u8; native::FRAME_PREFIX_BYTES];
-        if rd.read_exact(&mut prefix).await.is_err() {
-            break; // closed (or reset) between frames: the normal end
-        }
-        let len = match native::frame_len(&prefix, cfg.frame_bytes_max) {
-            Ok(Some(len)) => len,
-            Ok(None) => break,
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "closing connection: bad frame length");
-                break;
-            }
-        };
-        let units = (len as u64).clamp(1, cfg.inflight_bytes_max_per_connection as u64);
-        let Ok(permit) = inflight.clone().acquire_static_permit(units).await else {
-            break;
-        };
-        let mut buf = BytesMut::zeroed(len);
-        if let Err(e) = rd.read_exact(&mut buf).await {
-            tracing::debug!(%peer, error = %e, "client went away mid-frame");
-            break;
-        }
-        let frame = buf.freeze();
+    let mut frames = FrameReader::new(rd, cfg.inflight_bytes_max_per_connection);
+    let max = cfg.frame_bytes_max;
+    while let Some((frame, permit)) = frames.next(&peer, |p| native::frame_len(&p, max)).await {
         let (header, req) = match native::decode_request(frame.clone()) {
             Ok(decoded) => decoded,
             Err(e) => match native::peek_correlation_id(&frame) {
@@ -119,36 +94,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 async fn write_loop<W: futures_lite::AsyncWrite + Unpin>(mut wr: W, rx: local_channel::LocalReceiver<Vec<Bytes>>) {
     let mut small = BytesMut::new();
     while let Some(chunks) = rx.recv().await {
-        if write_chunks(&mut wr, chunks, &mut small).await.is_err() || wr.flush().await.is_err() {
+        if write_answer(&mut wr, &mut small, chunks).await.is_err() || wr.flush().await.is_err() {
             return;
         }
     }
-}
-
-/// Writes one frame given as chunks: small ones are gathered in `small`
-/// (one copy of a few bytes beats a write per header), large ones (record
-/// data) go to the socket as they are. Nothing is left in `small`.
-pub(super) async fn write_chunks<W: futures_lite::AsyncWrite + Unpin>(
-    wr: &mut W,
-    chunks: Vec<Bytes>,
-    small: &mut BytesMut,
-) -> std::io::Result<()> {
-    for chunk in chunks {
-        if chunk.len() < COALESCE_BYTES_MAX {
-            small.extend_from_slice(&chunk);
-            if small.len() < COALESCE_BYTES_MAX {
-                continue;
-            }
-        }
-        if !small.is_empty() {
-            wr.write_all(&small.split()).await?;
-        }
-        if chunk.len() >= COALESCE_BYTES_MAX {
-            wr.write_all(&chunk).await?;
-        }
-    }
-    if !small.is_empty() {
-        wr.write_all(&small.split()).await?;
-    }
-    Ok(())
 }

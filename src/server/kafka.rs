@@ -17,11 +17,11 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use futures_channel::oneshot;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
-use glommio::sync::Semaphore;
 
+use super::frames::{write_answer, FrameReader};
 use crate::api::{Acks, Request};
 use crate::broker::Shard;
 use crate::group::coordinator::ClientInfo;
@@ -33,11 +33,9 @@ const REQUESTS_QUEUED_MAX: usize = 256;
 /// Serves `stream` until the peer closes it, breaks the protocol, or the
 /// shard shuts down.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
-    let peer_addr = stream.peer_addr().ok();
-    let peer = peer_addr.map_or_else(|| "?".to_string(), |a| a.to_string());
-    let client_host: std::sync::Arc<str> = peer_addr.map_or_else(|| "?".into(), |a| format!("/{}", a.ip()).into());
+    let (peer, client_host) = super::frames::peer_names(&stream);
     let _ = stream.set_nodelay(true);
-    let (mut rd, wr) = futures_lite::io::split(stream);
+    let (rd, wr) = futures_lite::io::split(stream);
     // Each element is the answer-to-be of one request, in request order;
     // `None` means the request gets no answer (acks=0).
     let (tx, rx) = local_channel::new_bounded::<oneshot::Receiver<Option<Vec<Bytes>>>>(REQUESTS_QUEUED_MAX);
@@ -49,29 +47,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         port: cfg.kafka_advertised.1,
         topic_defaults: cfg.topic_defaults.clone(),
     });
-    let inflight = Rc::new(Semaphore::new(cfg.inflight_bytes_max_per_connection as u64));
-    loop {
-        let mut prefix = [0u8; kafka::FRAME_PREFIX_BYTES];
-        if rd.read_exact(&mut prefix).await.is_err() {
-            break; // closed (or reset) between frames: the normal end
-        }
-        let len = match kafka::frame_len(prefix, cfg.frame_bytes_max) {
-            Ok(len) => len,
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "closing kafka connection: bad frame size");
-                break;
-            }
-        };
-        let units = (len as u64).clamp(1, cfg.inflight_bytes_max_per_connection as u64);
-        let Ok(permit) = inflight.clone().acquire_static_permit(units).await else {
-            break;
-        };
-        let mut buf = BytesMut::zeroed(len);
-        if let Err(e) = rd.read_exact(&mut buf).await {
-            tracing::debug!(%peer, error = %e, "kafka client went away mid-frame");
-            break;
-        }
-        let (header, action) = match kafka::decode_request(buf.freeze(), &node) {
+    let mut frames = FrameReader::new(rd, cfg.inflight_bytes_max_per_connection);
+    let max = cfg.frame_bytes_max;
+    while let Some((frame, permit)) = frames.next(&peer, |p| kafka::frame_len(p, max).map(Some)).await {
+        let (header, action) = match kafka::decode_request(frame, &node) {
             Ok(decoded) => decoded,
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "closing kafka connection: unreadable request header");
@@ -123,10 +102,7 @@ async fn write_loop<W: futures_lite::AsyncWrite + Unpin>(
     while let Some(answer) = rx.recv().await {
         match answer.await {
             Ok(Some(chunks)) => {
-                if super::connection::write_chunks(&mut wr, chunks, &mut small)
-                    .await
-                    .is_err()
-                {
+                if write_answer(&mut wr, &mut small, chunks).await.is_err() {
                     return;
                 }
             }

@@ -5,6 +5,7 @@
 //! finish, flush and close every log.
 
 mod connection;
+mod frames;
 mod kafka;
 
 use std::rc::Rc;
