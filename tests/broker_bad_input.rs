@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
-use std::time::Duration;
 
 use bytes::Bytes;
-use common::{call, Broker};
+use common::{call, closed_by_broker, Broker};
 use sluice::api::*;
 use sluice::record::{BatchBuilder, Compression};
 
@@ -66,19 +65,6 @@ fn still_works(b: &Broker, topic: &str) {
     let (err, base) = produce_error(call(&mut s, 7, produce(batch(3, 10), topic, 0)).expect("produce"));
     assert_eq!((err, base), (ErrorCode::None, before));
     assert_eq!(high_watermark(&mut s, topic), before + 3);
-}
-
-/// Reads until EOF or error, with a bound: the broker closed the connection.
-fn closed_by_broker(s: &mut TcpStream) -> bool {
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let mut buf = [0u8; 1024];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) => return e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut,
-        }
-    }
 }
 
 #[test]

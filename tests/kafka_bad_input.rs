@@ -6,29 +6,15 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
-use std::time::Duration;
 
 use bytes::{Buf, BufMut};
-use common::{create_topic_cli, kafka_wire, Broker};
+use common::{closed_by_broker, create_topic_cli, kafka_wire, Broker};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse};
 use kafka_protocol::protocol::Decodable;
 
 const UNSUPPORTED_VERSION: i16 = 35;
-
-/// Reads until EOF or error, with a bound: the broker closed the connection.
-fn closed_by_broker(s: &mut TcpStream) -> bool {
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let mut buf = [0u8; 1024];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) => return e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut,
-        }
-    }
-}
 
 /// A fresh connection gets ApiVersions and the topic's metadata.
 fn still_serves(broker: &Broker) {

@@ -18,6 +18,19 @@ pub mod kafka_wire;
 /// How long a broker may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Reads until EOF or error, with a bound: the broker closed the connection.
+pub fn closed_by_broker(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => return e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut,
+        }
+    }
+}
+
 /// A port that was free on 127.0.0.1 a moment ago.
 pub fn free_port() -> u16 {
     let probe = TcpListener::bind("127.0.0.1:0").expect("bind probe");
