@@ -34,7 +34,6 @@ pub struct LeaderState {
     me: NodeId,
     epoch: Epoch,
     partition_epoch: i32,
-    replicas: Vec<NodeId>,
     isr: BTreeSet<NodeId>,
     /// An ISR change sent to the controller and not yet answered.
     pending: Option<BTreeSet<NodeId>>,
@@ -55,7 +54,7 @@ impl LeaderState {
         me: NodeId,
         epoch: Epoch,
         partition_epoch: i32,
-        replicas: Vec<NodeId>,
+        replicas: &[NodeId],
         isr: &[NodeId],
         log_end: i64,
         hw: i64,
@@ -81,7 +80,6 @@ impl LeaderState {
             me,
             epoch,
             partition_epoch,
-            replicas,
             isr,
             pending: None,
             followers,
@@ -97,16 +95,8 @@ impl LeaderState {
         self.epoch
     }
 
-    pub fn partition_epoch(&self) -> i32 {
-        self.partition_epoch
-    }
-
     pub fn high_watermark(&self) -> i64 {
         self.hw
-    }
-
-    pub fn isr(&self) -> Vec<NodeId> {
-        self.isr.iter().copied().collect()
     }
 
     /// Whether an acks=all produce may be appended: the ISR the controller
@@ -274,9 +264,5 @@ impl LeaderState {
         self.isr.insert(self.me);
         self.pending = None;
         self.advance_hw(log_end);
-    }
-
-    pub fn replicas(&self) -> &[NodeId] {
-        &self.replicas
     }
 }

@@ -407,7 +407,7 @@ impl Sim {
                 l.on_partition_update(isr, pe, log_end);
             }
             (_, Some(me)) if me == id => {
-                let l = LeaderState::new(id, epoch, pe, replicas, isr, log_end, n.disk.hw, min_isr, now);
+                let l = LeaderState::new(id, epoch, pe, &replicas, isr, log_end, n.disk.hw, min_isr, now);
                 n.disk.cache.assign(epoch, log_end);
                 n.role = Role::Leader(l);
                 n.alter_sent_ms = now;
