@@ -17,7 +17,7 @@ use futures_lite::AsyncWriteExt;
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 
-use super::frames::{write_answer, FrameReader};
+use super::frames::{write_answer, FrameReader, Handling};
 use crate::api::{Acks, ApiKey, Request, Response, ResponseHeader};
 use crate::broker::Shard;
 use crate::group::coordinator::ClientInfo;
@@ -63,7 +63,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         };
         let silent = matches!(req, Request::Produce { acks: Acks::None, .. });
         let (shard, tx, client_host) = (shard.clone(), tx.clone(), client_host.clone());
-        shard.inflight.set(shard.inflight.get() + 1);
+        let handling = Handling::start(&shard);
         glommio::spawn_local(async move {
             let api = req.api();
             let client = ClientInfo {
@@ -82,8 +82,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 let _ = tx.send(chunks).await;
             }
             drop(permit);
-            shard.inflight.set(shard.inflight.get() - 1);
-            shard.drained.set(shard.drained.get() + 1);
+            drop(handling);
         })
         .detach();
     }

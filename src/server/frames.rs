@@ -27,6 +27,25 @@ pub(super) async fn write_answer<W: futures_lite::AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// A request being handled: counted in the shard's `inflight` (shutdown
+/// lets those finish) from its start until this is dropped, however the
+/// handling ends, and then in `drained`.
+pub(super) struct Handling(Rc<crate::broker::Shard>);
+
+impl Handling {
+    pub(super) fn start(shard: &Rc<crate::broker::Shard>) -> Handling {
+        shard.inflight.set(shard.inflight.get() + 1);
+        Handling(shard.clone())
+    }
+}
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        self.0.inflight.set(self.0.inflight.get() - 1);
+        self.0.drained.set(self.0.drained.get() + 1);
+    }
+}
+
 /// The peer's address for logs, and its host as Kafka's group APIs report
 /// clients ("/1.2.3.4").
 pub(super) fn peer_names(stream: &TcpStream) -> (String, Arc<str>) {

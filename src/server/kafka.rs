@@ -21,7 +21,7 @@ use futures_lite::AsyncWriteExt;
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 
-use super::frames::{write_answer, FrameReader};
+use super::frames::{write_answer, FrameReader, Handling};
 use crate::api::{Acks, Request};
 use crate::broker::Shard;
 use crate::group::coordinator::ClientInfo;
@@ -74,7 +74,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         };
         let silent = matches!(req, Request::Produce { acks: Acks::None, .. });
         let (shard, node, client_host) = (shard.clone(), node.clone(), client_host.clone());
-        shard.inflight.set(shard.inflight.get() + 1);
+        let handling = Handling::start(&shard);
         glommio::spawn_local(async move {
             let client = ClientInfo {
                 client_id: header.client_id.clone(),
@@ -84,8 +84,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             let frame = (!silent).then(|| kafka::encode_response(&header, &node, resp));
             let _ = answer_tx.send(frame);
             drop(permit);
-            shard.inflight.set(shard.inflight.get() - 1);
-            shard.drained.set(shard.drained.get() + 1);
+            drop(handling);
         })
         .detach();
     }
