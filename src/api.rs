@@ -39,8 +39,10 @@ error_codes! {
     OffsetOutOfRange = 1,
     CorruptMessage = 2,
     UnknownTopicOrPartition = 3,
+    LeaderNotAvailable = 5,
     NotLeaderOrFollower = 6,
     RequestTimedOut = 7,
+    ReplicaNotAvailable = 9,
     MessageTooLarge = 10,
     OffsetMetadataTooLarge = 12,
     CoordinatorLoadInProgress = 14,
@@ -70,6 +72,8 @@ error_codes! {
     NonEmptyGroup = 68,
     GroupIdNotFound = 69,
     FetchSessionIdNotFound = 70,
+    FencedLeaderEpoch = 74,
+    UnknownLeaderEpoch = 76,
     MemberIdRequired = 79,
     GroupMaxSizeReached = 81,
     FencedInstanceId = 82,
@@ -227,6 +231,17 @@ pub struct NewTopic {
     pub name: String,
     pub partitions: u32,
     pub config: TopicConfig,
+    /// How many copies, and how many must be in sync for acks=all; unset
+    /// means the broker's defaults. Cluster mode only: a single node holds
+    /// one copy of everything.
+    pub replication: Replication,
+}
+
+/// A topic's replication factor and min.insync.replicas, as asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replication {
+    pub factor: Option<u16>,
+    pub min_insync: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -480,6 +495,9 @@ pub struct BrokerInfo {
     pub node_id: i32,
     pub host: String,
     pub port: u16,
+    /// HOST:PORT of its Kafka listener as advertised; empty on a single
+    /// node (the Kafka adapter knows its own).
+    pub kafka: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -493,6 +511,10 @@ pub struct PartitionInfo {
     pub shard_port: u16,
     pub log_start_offset: i64,
     pub high_watermark: i64,
+    /// Cluster mode: the replicas (preferred leader first) and the ISR;
+    /// empty on a single node, where the leader is the only replica.
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -501,6 +523,18 @@ pub struct TopicInfo {
     pub error: ErrorCode,
     pub partitions: Vec<PartitionInfo>,
     pub config: TopicConfig,
+}
+
+impl TopicInfo {
+    /// The answer for a topic that does not exist.
+    pub fn unknown(name: String) -> TopicInfo {
+        TopicInfo {
+            name,
+            error: ErrorCode::UnknownTopicOrPartition,
+            partitions: Vec::new(),
+            config: TopicConfig::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -571,6 +605,9 @@ pub struct CoordinatorInfo {
     /// The shard that runs the coordinator, and its own port.
     pub shard: u32,
     pub shard_port: u16,
+    /// Cluster mode: HOST:PORT of the coordinator's Kafka listener; empty
+    /// on a single node (the Kafka adapter knows its own).
+    pub kafka: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

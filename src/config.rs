@@ -46,6 +46,19 @@ pub struct ServeArgs {
     /// this long. Default 6000.
     #[arg(long)]
     pub broker_session_timeout_ms: Option<u64>,
+    /// Cluster mode: copies of a new topic's partitions when the request
+    /// does not say (capped at the live brokers). Default 3.
+    #[arg(long)]
+    pub default_replication_factor: Option<usize>,
+    /// Cluster mode: a new topic's min.insync.replicas when the request
+    /// does not say. Default 1.
+    #[arg(long)]
+    pub min_insync_replicas: Option<u16>,
+    /// Cluster mode: a follower that has not caught up with its leader for
+    /// this long leaves the ISR (Kafka's replica.lag.time.max.ms).
+    /// Default 30000.
+    #[arg(long)]
+    pub replica_lag_time_max_ms: Option<u64>,
     /// Prometheus metrics endpoint.
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
@@ -96,6 +109,9 @@ struct FileConfig {
     offsets_segment_bytes: Option<u64>,
     producer_id_expiration_ms: Option<u64>,
     broker_session_timeout_ms: Option<u64>,
+    default_replication_factor: Option<usize>,
+    min_insync_replicas: Option<u16>,
+    replica_lag_time_max_ms: Option<u64>,
 }
 
 /// The broker's resolved configuration.
@@ -155,6 +171,13 @@ pub struct ServeConfig {
     /// Cluster mode: a broker the controller has not heard from for this
     /// long is fenced (Kafka's broker.session.timeout.ms).
     pub broker_session_timeout_ms: u64,
+    /// Cluster mode: copies of a new topic's partitions when the request
+    /// does not say (capped at the live brokers).
+    pub default_replication_factor: usize,
+    /// Cluster mode: a new topic's min.insync.replicas when unsaid.
+    pub default_min_insync_replicas: u16,
+    /// Cluster mode: Kafka's replica.lag.time.max.ms.
+    pub replica_lag_time_max_ms: u64,
 }
 
 impl Default for ServeConfig {
@@ -193,6 +216,9 @@ impl Default for ServeConfig {
             offsets_segment_bytes: 8 << 20,
             producer_id_expiration_ms: 24 * 3600 * 1000,
             broker_session_timeout_ms: 6_000,
+            default_replication_factor: 3,
+            default_min_insync_replicas: 1,
+            replica_lag_time_max_ms: 30_000,
         }
     }
 }
@@ -251,6 +277,11 @@ impl ServeConfig {
             take!(offsets_segment_bytes);
             take!(producer_id_expiration_ms);
             take!(broker_session_timeout_ms);
+            take!(default_replication_factor);
+            take!(replica_lag_time_max_ms);
+            if let Some(v) = file.min_insync_replicas {
+                cfg.default_min_insync_replicas = v;
+            }
             if let Some(v) = file.shard_port_base {
                 cfg.shard_port_base = v;
                 shard_base_set = true;
@@ -279,6 +310,15 @@ impl ServeConfig {
         node_id = args.node_id.or(node_id);
         if let Some(v) = args.broker_session_timeout_ms {
             cfg.broker_session_timeout_ms = v;
+        }
+        if let Some(v) = args.default_replication_factor {
+            cfg.default_replication_factor = v;
+        }
+        if let Some(v) = args.min_insync_replicas {
+            cfg.default_min_insync_replicas = v;
+        }
+        if let Some(v) = args.replica_lag_time_max_ms {
+            cfg.replica_lag_time_max_ms = v;
         }
         cluster_addr = args.cluster_addr.or(cluster_addr);
         voters = args.voters.clone().or(voters);

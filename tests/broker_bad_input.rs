@@ -76,6 +76,7 @@ fn bad_input_is_refused_clearly_and_the_broker_keeps_serving() {
         1,
         Request::CreateTopics {
             topics: vec![NewTopic {
+                replication: Default::default(),
                 name: "t".into(),
                 partitions: 2,
                 config: TopicConfig {
@@ -126,16 +127,19 @@ fn bad_input_is_refused_clearly_and_the_broker_keeps_serving() {
         Request::CreateTopics {
             topics: vec![
                 NewTopic {
+                    replication: Default::default(),
                     name: "bad name".into(),
                     partitions: 1,
                     config: TopicConfig::default(),
                 },
                 NewTopic {
+                    replication: Default::default(),
                     name: "zero".into(),
                     partitions: 0,
                     config: TopicConfig::default(),
                 },
                 NewTopic {
+                    replication: Default::default(),
                     name: "t".into(),
                     partitions: 1,
                     config: TopicConfig::default(),

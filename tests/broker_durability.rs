@@ -34,6 +34,7 @@ fn create(s: &mut TcpStream, name: &str, partitions: u32) {
         1,
         Request::CreateTopics {
             topics: vec![NewTopic {
+                replication: Default::default(),
                 name: name.into(),
                 partitions,
                 config: TopicConfig::default(),

@@ -14,9 +14,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{free_port, kafka_wire, wait_bounded, Broker};
+use common::{kafka_wire, start_cluster, until_agreed, wait_bounded, Broker, ClusterNodes};
 use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse};
 
 const SESSION_TIMEOUT_MS: &str = "1500";
@@ -82,41 +82,16 @@ fn ids_are_unique(nodes: &[Broker], up: &[usize], seen: &mut std::collections::B
 
 /// Polls until every node in `up` reports the same view and `ok` holds.
 fn until(nodes: &[Broker], up: &[usize], what: &str, ok: impl Fn(&View) -> bool) -> View {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let views: Vec<View> = up.iter().map(|&i| view(&nodes[i])).collect();
-        if views.windows(2).all(|w| w[0] == w[1]) && ok(&views[0]) {
-            return views[0].clone();
-        }
-        assert!(Instant::now() < deadline, "{what}: views {views:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    until_agreed(nodes, up, what, WAIT, view, ok)
 }
 
 #[test]
 fn the_quorum_registers_brokers_fails_over_fences_and_readmits() {
-    let cluster_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let voters = (1..=3)
-        .map(|i| format!("{i}@127.0.0.1:{}", cluster_ports[i - 1]))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut nodes: Vec<Broker> = (1..=3)
-        .map(|i| {
-            let id = i.to_string();
-            let addr = format!("127.0.0.1:{}", cluster_ports[i - 1]);
-            let args = [
-                "--node-id",
-                id.as_str(),
-                "--cluster-addr",
-                addr.as_str(),
-                "--voters",
-                voters.as_str(),
-                "--broker-session-timeout-ms",
-                SESSION_TIMEOUT_MS,
-            ];
-            Broker::start(1, &args)
-        })
-        .collect();
+    let ClusterNodes {
+        mut nodes,
+        cluster_ports,
+        voters,
+    } = start_cluster(3, 1, &["--broker-session-timeout-ms", SESSION_TIMEOUT_MS]);
     let all = [0, 1, 2];
     let first = until(&nodes, &all, "all three registered", |v| {
         v.controller.is_some() && v.brokers.len() == 3 && v.brokers.values().all(|(live, _)| *live)

@@ -112,16 +112,19 @@ fn requests() -> Vec<Request> {
         Request::CreateTopics {
             topics: vec![
                 NewTopic {
+                    replication: Default::default(),
                     name: "orders".into(),
                     partitions: 12,
                     config: full_config(),
                 },
                 NewTopic {
+                    replication: Default::default(),
                     name: "defaults".into(),
                     partitions: 1,
                     config: TopicConfig::default(),
                 },
                 NewTopic {
+                    replication: Default::default(),
                     name: "zero-config".into(),
                     partitions: 3,
                     config: TopicConfig {
@@ -132,6 +135,7 @@ fn requests() -> Vec<Request> {
                     },
                 },
                 NewTopic {
+                    replication: Default::default(),
                     name: "by-bytes".into(),
                     partitions: 2,
                     config: TopicConfig {
@@ -256,6 +260,8 @@ fn requests() -> Vec<Request> {
 
 fn partition_info(partition: u32, error: ErrorCode) -> PartitionInfo {
     PartitionInfo {
+        isr: Vec::new(),
+        replicas: Vec::new(),
         partition,
         error,
         leader: 1,
@@ -285,11 +291,13 @@ fn responses() -> Vec<(ApiKey, Response)> {
             Response::Metadata {
                 brokers: vec![
                     BrokerInfo {
+                        kafka: String::new(),
                         node_id: 1,
                         host: "broker-1.example".into(),
                         port: 9092,
                     },
                     BrokerInfo {
+                        kafka: String::new(),
                         node_id: 2,
                         host: "10.0.0.2".into(),
                         port: 19092,
@@ -524,6 +532,8 @@ fn a_response_is_rejected_for_every_other_api() {
 #[test]
 fn many_partitions_stay_within_verifier_bounds() {
     let zero = |partition| PartitionInfo {
+        isr: Vec::new(),
+        replicas: Vec::new(),
         partition,
         error: ErrorCode::None,
         leader: 0,

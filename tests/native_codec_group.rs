@@ -255,6 +255,7 @@ fn group_response() -> impl Strategy<Value = Response> {
     )
         .prop_map(|(error, node_id, host, port, shard, shard_port)| {
             Response::FindCoordinator(CoordinatorInfo {
+                kafka: String::new(),
                 error,
                 node_id,
                 host,

@@ -67,6 +67,12 @@ pub struct Groups {
 }
 
 impl Groups {
+    /// The offsets partition `p` changed role (cluster mode): its offsets
+    /// are replayed again before this shard next coordinates from it.
+    pub(super) fn forget_partition(&self, p: u32) {
+        self.loaded.borrow_mut().remove(&p);
+    }
+
     pub fn new(config: &crate::config::ServeConfig, seed: u64) -> Groups {
         let cfg = CoordinatorConfig {
             min_session_timeout_ms: config.group_min_session_timeout_ms,
@@ -235,6 +241,7 @@ impl Shard {
     /// and compacts), small segments.
     fn offsets_topic(&self) -> NewTopic {
         NewTopic {
+            replication: Default::default(),
             name: OFFSETS_TOPIC.to_string(),
             partitions: self.config.offsets_topic_partitions,
             config: TopicConfig {
@@ -255,18 +262,23 @@ impl Shard {
         if group.is_empty() || group.len() > GROUP_ID_BYTES_MAX {
             return Err(ErrorCode::InvalidGroupId);
         }
+        if self.view.is_some() {
+            let (p, leader) = self.offsets_leader(group, create).await?;
+            if leader.map(|(id, _)| id) != self.view.as_ref().map(|v| v.me()) {
+                return Err(ErrorCode::NotCoordinator);
+            }
+            let shard = self
+                .meta
+                .snapshot()
+                .owner(OFFSETS_TOPIC, p)
+                .ok_or(ErrorCode::CoordinatorLoadInProgress)?;
+            return Ok((p, shard));
+        }
         if self.meta.snapshot().topic(OFFSETS_TOPIC).is_none() {
             if !create {
                 return Err(ErrorCode::GroupIdNotFound);
             }
-            let results = self.create_topics_via_controller(vec![self.offsets_topic()]).await;
-            if let Some(r) = results
-                .iter()
-                .find(|r| !matches!(r.error, ErrorCode::None | ErrorCode::TopicAlreadyExists))
-            {
-                tracing::warn!(error = %r.error, message = %r.message, "creating the offsets topic failed");
-                return Err(ErrorCode::CoordinatorNotAvailable);
-            }
+            self.create_offsets_topic().await?;
         }
         let snap = self.meta.snapshot();
         let topic = snap.topic(OFFSETS_TOPIC).ok_or(ErrorCode::CoordinatorNotAvailable)?;
@@ -275,8 +287,81 @@ impl Shard {
         Ok((p, shard))
     }
 
+    /// Creates the offsets topic (first use of groups on this node or
+    /// cluster).
+    async fn create_offsets_topic(self: &Rc<Self>) -> Result<(), ErrorCode> {
+        let results = self.create_topics_via_controller(vec![self.offsets_topic()]).await;
+        if let Some(r) = results
+            .iter()
+            .find(|r| !matches!(r.error, ErrorCode::None | ErrorCode::TopicAlreadyExists))
+        {
+            tracing::warn!(error = %r.error, message = %r.message, "creating the offsets topic failed");
+            return Err(ErrorCode::CoordinatorNotAvailable);
+        }
+        Ok(())
+    }
+
+    /// Cluster mode: the group's offsets partition and its leader (id and
+    /// endpoints), creating the offsets topic through the controller if
+    /// `create` and it does not exist.
+    async fn offsets_leader(
+        self: &Rc<Self>,
+        group: &str,
+        create: bool,
+    ) -> Result<(u32, Option<(u32, crate::cluster::metadata::BrokerEndpoints)>), ErrorCode> {
+        let Some(view) = self.view.clone() else {
+            return Err(ErrorCode::CoordinatorNotAvailable);
+        };
+        if !view.snapshot().topics.contains_key(OFFSETS_TOPIC) {
+            if !create {
+                return Err(ErrorCode::GroupIdNotFound);
+            }
+            self.create_offsets_topic().await?;
+        }
+        let state = view.snapshot();
+        let topic = state
+            .topics
+            .get(OFFSETS_TOPIC)
+            .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+        let p = offsets::partition_for(group, topic.partitions.len() as u32);
+        let leader = topic
+            .partitions
+            .get(p as usize)
+            .and_then(|s| s.leader)
+            .and_then(|l| state.brokers.get(&l).map(|b| (l, b.endpoints.clone())));
+        Ok((p, leader))
+    }
+
     pub(super) async fn find_coordinator(self: &Rc<Self>, group_id: String) -> Response {
+        if self.view.is_some() {
+            let none = |error| CoordinatorInfo {
+                error,
+                node_id: -1,
+                host: String::new(),
+                port: 0,
+                shard: 0,
+                shard_port: 0,
+                kafka: String::new(),
+            };
+            return Response::FindCoordinator(match self.offsets_leader(&group_id, true).await {
+                Ok((_, Some((id, endpoints)))) => match crate::config::parse_host_port(&endpoints.native) {
+                    Ok((host, port)) => CoordinatorInfo {
+                        error: ErrorCode::None,
+                        node_id: id as i32,
+                        host,
+                        port,
+                        shard: 0,
+                        shard_port: 0,
+                        kafka: endpoints.kafka,
+                    },
+                    Err(_) => none(ErrorCode::CoordinatorNotAvailable),
+                },
+                Ok((_, None)) => none(ErrorCode::CoordinatorNotAvailable),
+                Err(e) => none(e),
+            });
+        }
         let info = |error, shard: u32| CoordinatorInfo {
+            kafka: String::new(),
             error,
             node_id: self.config.node_id,
             host: self.config.native_addr.ip().to_string(),
@@ -578,6 +663,11 @@ impl Shard {
         let part = self
             .partition(OFFSETS_TOPIC, p)
             .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+        // In a cluster only the partition's leader writes, at its epoch.
+        let epoch = match part.replica() {
+            None => 0,
+            Some(r) => r.leader_epoch().ok_or(ErrorCode::NotCoordinator)?,
+        };
         let log = part.log().clone();
         let now = crate::record::now_ms();
         let _lock = self
@@ -596,12 +686,19 @@ impl Shard {
                 b.push(now, Some(&k), v.as_deref(), &[]);
             }
             let batch = b.finish().map_err(|_| ErrorCode::CorruptMessage)?;
-            let info = log.append_buffered(batch, 0).await.map_err(|e| error_code(&e))?;
+            let info = log.append_buffered(batch, epoch).await.map_err(|e| error_code(&e))?;
             end = Some(info.last_offset + 1);
         }
         let Some(end) = end else {
             return Ok(());
         };
+        part.on_leader_append();
+        part.wait_replicated(end, epoch, Instant::now() + Duration::from_secs(30))
+            .await
+            .map_err(|e| match e {
+                ErrorCode::NotLeaderOrFollower => ErrorCode::NotCoordinator,
+                e => e,
+            })?;
         log.wait_durable(end).await.map_err(|e| error_code(&e))?;
         let mut store = self.groups.offsets.borrow_mut();
         for (key, value) in entries {

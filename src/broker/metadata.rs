@@ -29,8 +29,9 @@ pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 /// Partitions one topic may have on this node.
 pub const PARTITIONS_MAX: u32 = 10_000;
 
+/// A topic's config as stored (here and in the cluster's metadata log).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct TopicConfigFile {
+pub struct TopicConfigFile {
     retention_ms: Option<i64>,
     retention_bytes: Option<i64>,
     segment_bytes: Option<u64>,
@@ -55,7 +56,7 @@ impl From<&TopicConfig> for TopicConfigFile {
 }
 
 impl TopicConfigFile {
-    fn to_config(&self) -> Result<TopicConfig, String> {
+    pub fn to_config(&self) -> Result<TopicConfig, String> {
         Ok(TopicConfig {
             retention_ms: self.retention_ms,
             retention_bytes: self.retention_bytes,

@@ -6,6 +6,7 @@ mod groups;
 pub mod metadata;
 pub mod partition;
 mod producer_ids;
+mod replication;
 mod shard;
 
 pub use metadata::{Metadata, MetadataStore, TopicMeta};

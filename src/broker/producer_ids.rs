@@ -263,6 +263,7 @@ impl Shard {
     /// Cluster mode: shard 0 takes its producer-id blocks from the
     /// controller quorum.
     pub fn use_cluster(&self, cluster: Rc<RefCell<crate::cluster::runtime::Cluster>>) {
+        *self.cluster.borrow_mut() = Some(cluster.clone());
         *self.producer_ids.source.borrow_mut() = IdSource::Quorum {
             cluster,
             next: 0,

@@ -9,7 +9,7 @@
 //! an `.await`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -21,9 +21,16 @@ use glommio::channels::channel_mesh::Senders;
 
 use super::groups::Groups;
 use super::metadata::{self, MetadataStore, TopicMeta};
+use super::partition::RoleUpdate;
 use super::partition::{log_config, Partition};
 use super::producer_ids::{ProducerIdAllocator, ProducerIds};
+use super::replication::Fetcher;
 use crate::api::*;
+use crate::cluster::fetch::{FetchPartition, Fetched};
+use crate::cluster::metadata::Command;
+use crate::cluster::replica::NodeId;
+use crate::cluster::runtime::{Answer, Cluster};
+use crate::cluster::view::ClusterView;
 use crate::config::ServeConfig;
 use crate::group::coordinator::ClientInfo;
 use crate::group::offsets::OFFSETS_TOPIC;
@@ -102,6 +109,31 @@ pub enum ShardMsg {
     InitProducerId {
         reply: Reply<Response>,
     },
+    /// Cluster mode, from shard 0: the controller's word on partitions
+    /// this shard owns.
+    Roles {
+        updates: Vec<RoleUpdate>,
+        reply: Reply<()>,
+    },
+    /// Cluster mode, leader side: one read per partition of a follower's
+    /// fetch.
+    ReplicaFetch {
+        replica: NodeId,
+        items: Vec<FetchPartition>,
+        reply: Reply<Vec<Fetched>>,
+    },
+    /// Cluster mode, leader side: wait until any of (topic, partition,
+    /// fetch offset, follower's high watermark) has news, or `deadline`.
+    ReplicaWait {
+        items: Vec<(String, u32, i64, i64)>,
+        deadline: Instant,
+        reply: Reply<()>,
+    },
+    /// To shard 0: propose a metadata command through the quorum.
+    Propose {
+        cmd: Command,
+        reply: Reply<Answer>,
+    },
 }
 
 /// One shard's state.
@@ -125,6 +157,71 @@ pub struct Shard {
     pub(super) groups: Groups,
     /// The producer id allocator (shard 0 only).
     pub(super) producer_ids: ProducerIds,
+    /// Cluster mode: the applied cluster metadata.
+    pub(super) view: Option<Arc<ClusterView>>,
+    /// Cluster mode, shard 0: the controller quorum.
+    pub(super) cluster: RefCell<Option<Rc<RefCell<Cluster>>>>,
+    /// Cluster mode: this shard's fetchers, by leader node.
+    pub(super) fetchers: RefCell<HashMap<NodeId, Rc<Fetcher>>>,
+    /// Cluster mode, shard 0: the role last sent for each hosted
+    /// partition, and the topics whose partitions are open.
+    pub(super) pushed: RefCell<HashMap<(String, u32), RoleUpdate>>,
+    pub(super) opened: RefCell<HashSet<String>>,
+}
+
+/// Runs `waits` together on this executor until the first of them ends,
+/// or `deadline`; the others are dropped.
+pub(super) async fn first_of<F: std::future::Future<Output = ()> + 'static>(waits: Vec<F>, deadline: Instant) {
+    let woken = Rc::new(Watermark::new(0));
+    let tasks: Vec<_> = waits
+        .into_iter()
+        .map(|w| {
+            let woken = woken.clone();
+            glommio::spawn_local(async move {
+                w.await;
+                woken.set(woken.get() + 1);
+            })
+        })
+        .collect();
+    let left = deadline.saturating_duration_since(Instant::now());
+    let _ = glommio::timer::timeout(left, async {
+        woken.wait_for(1).await;
+        Ok(())
+    })
+    .await;
+    drop(tasks);
+}
+
+/// Bounds the bytes of an answer made of whole batches: batches are kept
+/// in order while they fit, and the first one always (so a reader larger
+/// than the bound still makes progress).
+pub(super) struct ByteBudget {
+    left: usize,
+    first: bool,
+}
+
+impl ByteBudget {
+    pub(super) fn new(max_bytes: usize) -> ByteBudget {
+        ByteBudget {
+            left: max_bytes,
+            first: true,
+        }
+    }
+
+    /// Drops the batches of `batches` past the budget.
+    pub(super) fn keep(&mut self, batches: &mut Vec<Bytes>) {
+        let mut kept = Vec::with_capacity(batches.len());
+        for batch in batches.drain(..) {
+            if self.first || batch.len() <= self.left {
+                self.left = self.left.saturating_sub(batch.len());
+                kept.push(batch);
+                self.first = false;
+            } else {
+                self.left = 0;
+            }
+        }
+        *batches = kept;
+    }
 }
 
 fn unknown_produce(partition: u32) -> ProducePartitionResponse {
@@ -147,6 +244,7 @@ fn unknown_fetch(partition: u32) -> FetchPartitionResponse {
 }
 
 impl Shard {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: usize,
         config: Arc<ServeConfig>,
@@ -155,6 +253,7 @@ impl Shard {
         peer_of_shard: Vec<usize>,
         metrics: Arc<ShardMetrics>,
         producer_ids: Option<ProducerIdAllocator>,
+        view: Option<Arc<ClusterView>>,
     ) -> Rc<Shard> {
         assert!(
             producer_ids.is_none() || id == 0,
@@ -175,6 +274,11 @@ impl Shard {
             metrics,
             groups: Groups::new(&config_for_groups, id as u64),
             producer_ids: ProducerIds::new(producer_ids),
+            view,
+            cluster: RefCell::new(None),
+            fetchers: RefCell::new(HashMap::new()),
+            pushed: RefCell::new(HashMap::new()),
+            opened: RefCell::new(HashSet::new()),
         })
     }
 
@@ -208,7 +312,10 @@ impl Shard {
     /// Opens the logs of this shard's partitions of `topic`.
     pub async fn open_topic(&self, topic: &TopicMeta) -> Result<(), String> {
         for (p, &owner) in topic.shards.iter().enumerate() {
-            if owner as usize != self.id || self.partition(&topic.name, p as u32).is_some() {
+            if owner as usize != self.id
+                || self.partition(&topic.name, p as u32).is_some()
+                || !self.hosts(&topic.name, p as u32)
+            {
                 continue;
             }
             let dir = self.config.data_dir.join(format!("{}-{p}", topic.name));
@@ -223,7 +330,8 @@ impl Shard {
             let log = Log::open_with_cache_budget(&dir, cfg, Some(self.cache_budget.clone()))
                 .await
                 .map_err(|e| format!("opening {}-{p}: {e}", topic.name))?;
-            let part = Rc::new(Partition::new(topic.name.clone(), p as u32, log));
+            let me = self.view.as_ref().map(|v| v.me());
+            let part = Rc::new(Partition::new(topic.name.clone(), p as u32, log, me));
             self.partitions
                 .borrow_mut()
                 .entry(topic.name.clone())
@@ -349,6 +457,20 @@ impl Shard {
             ShardMsg::InitProducerId { reply } => {
                 let _ = reply.send(self.allocate_producer_id().await);
             }
+            ShardMsg::Roles { updates, reply } => {
+                self.apply_roles(updates);
+                let _ = reply.send(());
+            }
+            ShardMsg::ReplicaFetch { replica, items, reply } => {
+                let _ = reply.send(self.replica_fetch_local(replica, items).await);
+            }
+            ShardMsg::ReplicaWait { items, deadline, reply } => {
+                self.wait_replica_news(items, deadline).await;
+                let _ = reply.send(());
+            }
+            ShardMsg::Propose { cmd, reply } => {
+                let _ = reply.send(self.propose(cmd).await);
+            }
         }
     }
 
@@ -430,7 +552,10 @@ impl Shard {
         let started = Instant::now();
         let resp = match self.partition(topic, partition) {
             Some(p) => p.produce(records, acks).await,
-            None => unknown_produce(partition),
+            None => ProducePartitionResponse {
+                error: self.absent(topic, partition),
+                ..unknown_produce(partition)
+            },
         };
         let m = &self.metrics;
         m.produce_requests.fetch_add(1, Relaxed);
@@ -446,7 +571,10 @@ impl Shard {
     async fn fetch_local(&self, topic: &str, partition: u32, offset: i64, max_bytes: usize) -> FetchPartitionResponse {
         let resp = match self.partition(topic, partition) {
             Some(p) => p.fetch(offset, max_bytes).await,
-            None => unknown_fetch(partition),
+            None => FetchPartitionResponse {
+                error: self.absent(topic, partition),
+                ..unknown_fetch(partition)
+            },
         };
         let m = &self.metrics;
         m.fetch_requests.fetch_add(1, Relaxed);
@@ -487,7 +615,10 @@ impl Shard {
             };
         }
         match self.owner(&topic, partition) {
-            None => unknown_produce(partition),
+            None => ProducePartitionResponse {
+                error: self.absent(&topic, partition),
+                ..unknown_produce(partition)
+            },
             Some(s) if s as usize == self.id => self.produce_local(&topic, partition, acks, &records).await,
             Some(s) => self
                 .call(s, |reply| ShardMsg::Produce {
@@ -531,7 +662,10 @@ impl Shard {
         max_bytes: usize,
     ) -> FetchPartitionResponse {
         match self.owner(&topic, partition) {
-            None => unknown_fetch(partition),
+            None => FetchPartitionResponse {
+                error: self.absent(&topic, partition),
+                ..unknown_fetch(partition)
+            },
             Some(s) if s as usize == self.id => self.fetch_local(&topic, partition, offset, max_bytes).await,
             Some(s) => self
                 .call(s, |reply| ShardMsg::Fetch {
@@ -622,41 +756,20 @@ impl Shard {
             .flat_map(|t| &t.partitions)
             .any(|p| p.error != ErrorCode::None);
         if total < min_bytes.max(1) && !any_error && !max_wait.is_zero() {
-            let woken = Rc::new(Watermark::new(0));
-            let mut waiters = Vec::new();
+            let mut waits = Vec::new();
             for t in &topics {
                 for p in &t.partitions {
-                    let (shard, woken) = (self.clone(), woken.clone());
+                    let shard = self.clone();
                     let (topic, partition, offset) = (t.name.clone(), p.partition, p.offset);
-                    waiters.push(glommio::spawn_local(async move {
-                        shard.wait_one(topic, partition, offset, deadline).await;
-                        woken.set(woken.get() + 1);
-                    }));
+                    waits.push(async move { shard.wait_one(topic, partition, offset, deadline).await });
                 }
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            let _ = glommio::timer::timeout(left, async {
-                woken.wait_for(1).await;
-                Ok(())
-            })
-            .await;
-            drop(waiters);
+            first_of(waits, deadline).await;
             result = self.fetch_round(&topics, max_bytes).await;
         }
-        let mut budget = max_bytes;
-        let mut first = true;
+        let mut budget = ByteBudget::new(max_bytes);
         for p in result.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
-            let mut kept = Vec::new();
-            for batch in p.records.drain(..) {
-                if first || batch.len() <= budget {
-                    budget = budget.saturating_sub(batch.len());
-                    kept.push(batch);
-                    first = false;
-                } else {
-                    budget = 0;
-                }
-            }
-            p.records = kept;
+            budget.keep(&mut p.records);
         }
         Response::Fetch { topics: result }
     }
@@ -698,7 +811,7 @@ impl Shard {
         Response::ListOffsets { topics: out }
     }
 
-    async fn state_of(self: &Rc<Self>, topic: &str, partition: u32, owner: u32) -> Option<(i64, i64)> {
+    pub(super) async fn state_of(self: &Rc<Self>, topic: &str, partition: u32, owner: u32) -> Option<(i64, i64)> {
         if owner as usize == self.id {
             return self
                 .partition(topic, partition)
@@ -715,9 +828,13 @@ impl Shard {
     }
 
     async fn metadata(self: &Rc<Self>, wanted: Option<Vec<String>>) -> Response {
+        if self.view.is_some() {
+            return self.cluster_metadata(wanted).await;
+        }
         let snap = self.meta.snapshot();
         let host = self.config.native_addr.ip().to_string();
         let brokers = vec![BrokerInfo {
+            kafka: String::new(),
             node_id: self.config.node_id,
             host,
             port: self.config.native_addr.port(),
@@ -726,12 +843,7 @@ impl Shard {
         let mut topics = Vec::new();
         for name in names {
             let Some(t) = snap.topic(&name) else {
-                topics.push(TopicInfo {
-                    name,
-                    error: ErrorCode::UnknownTopicOrPartition,
-                    partitions: Vec::new(),
-                    config: TopicConfig::default(),
-                });
+                topics.push(TopicInfo::unknown(name));
                 continue;
             };
             let mut partitions = Vec::with_capacity(t.shards.len());
@@ -739,6 +851,8 @@ impl Shard {
                 let state = self.state_of(&t.name, p as u32, shard).await;
                 let (log_start_offset, high_watermark) = state.unwrap_or((-1, -1));
                 partitions.push(PartitionInfo {
+                    isr: Vec::new(),
+                    replicas: Vec::new(),
                     partition: p as u32,
                     error: if state.is_some() {
                         ErrorCode::None
@@ -764,6 +878,9 @@ impl Shard {
 
     /// Creates topics through the controller (shard 0).
     pub(super) async fn create_topics_via_controller(self: &Rc<Self>, topics: Vec<NewTopic>) -> Vec<TopicResult> {
+        if self.view.is_some() {
+            return self.create_topics_in_cluster(topics).await;
+        }
         if self.id == 0 {
             self.create_topics(topics).await
         } else {
@@ -829,7 +946,7 @@ impl Shard {
 
     /// Has every shard open its partitions of `topic` that it has not
     /// opened yet; the last error, if any shard failed.
-    async fn open_everywhere(&self, topic: Arc<TopicMeta>) -> Result<(), String> {
+    pub(super) async fn open_everywhere(&self, topic: Arc<TopicMeta>) -> Result<(), String> {
         let mut error = None;
         for shard in 0..self.config.shards as u32 {
             let opened = if shard as usize == self.id {

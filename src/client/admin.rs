@@ -23,6 +23,7 @@ impl Client {
     pub async fn create_topic(&self, name: &str, partitions: u32, config: TopicConfig) -> Result<(), ClientError> {
         let results = self
             .create_topics(vec![NewTopic {
+                replication: Default::default(),
                 name: name.to_string(),
                 partitions,
                 config,

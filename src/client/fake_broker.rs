@@ -264,6 +264,8 @@ fn metadata(st: &State, wanted: Option<Vec<String>>, port: u16) -> Response {
                     .iter()
                     .enumerate()
                     .map(|(i, batches)| PartitionInfo {
+                        isr: Vec::new(),
+                        replicas: Vec::new(),
                         partition: i as u32,
                         error: ErrorCode::None,
                         leader: 0,
@@ -280,6 +282,7 @@ fn metadata(st: &State, wanted: Option<Vec<String>>, port: u16) -> Response {
         })
         .collect();
     let brokers = vec![BrokerInfo {
+        kafka: String::new(),
         node_id: 0,
         host: "0.0.0.0".into(),
         port,

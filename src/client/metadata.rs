@@ -151,6 +151,8 @@ mod tests {
 
     fn part(partition: u32, shard: u32) -> PartitionInfo {
         PartitionInfo {
+            isr: Vec::new(),
+            replicas: Vec::new(),
             partition,
             error: ErrorCode::None,
             leader: 1,
@@ -172,6 +174,7 @@ mod tests {
 
     fn broker(host: &str) -> BrokerInfo {
         BrokerInfo {
+            kafka: String::new(),
             node_id: 1,
             host: host.into(),
             port: 9192,

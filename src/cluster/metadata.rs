@@ -19,6 +19,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::broker::metadata::TopicConfigFile;
+
 use super::replica::{AlterIsr, AlterIsrError, Epoch, NodeId, PartitionControl};
 
 /// How to reach a broker.
@@ -78,6 +80,9 @@ impl PartitionState {
 pub struct TopicState {
     pub min_insync_replicas: u16,
     pub partitions: Vec<PartitionState>,
+    /// The topic's own config (retention, segment size, flush policy).
+    #[serde(default)]
+    pub config: TopicConfigFile,
 }
 
 /// The replicated state.
@@ -112,6 +117,8 @@ pub enum Command {
         name: String,
         min_insync_replicas: u16,
         assignment: Vec<Vec<NodeId>>,
+        #[serde(default)]
+        config: TopicConfigFile,
     },
     DeleteTopic {
         name: String,
@@ -216,6 +223,7 @@ impl ClusterState {
                 name,
                 min_insync_replicas,
                 assignment,
+                config,
             } => {
                 if self.topics.contains_key(name) {
                     return Err(CommandError::TopicExists(name.clone()));
@@ -253,6 +261,7 @@ impl ClusterState {
                     TopicState {
                         min_insync_replicas: *min_insync_replicas,
                         partitions,
+                        config: config.clone(),
                     },
                 );
                 Ok(Applied::Done)

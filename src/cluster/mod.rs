@@ -16,10 +16,15 @@
 //! - `raft`: the controller quorum, an adapter over an existing Raft
 //!   library (no home-made consensus) that replicates the metadata log;
 //! - `runtime`: cluster mode on shard 0: inter-broker connections, the
-//!   quorum's timer, registration, heartbeats and fencing.
+//!   quorum's timer, registration, heartbeats and fencing;
+//! - `view`: the applied metadata as every shard reads it;
+//! - `fetch`: the inter-broker replica fetch: its wire format, and the
+//!   fetchers through which followers pull from their leaders.
+pub mod fetch;
 pub mod identity;
 pub mod metadata;
 pub mod placement;
 pub mod raft;
 pub mod replica;
 pub mod runtime;
+pub mod view;

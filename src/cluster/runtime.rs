@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::ToSocketAddrs;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -27,9 +28,13 @@ use glommio::net::{TcpListener, TcpStream};
 
 use futures_channel::oneshot;
 
+use super::fetch;
 use super::metadata::{Applied, BrokerEndpoints, ClusterState, Command};
 use super::raft::{FileStorage, QuorumConfig, QuorumNode};
+use super::view::ClusterView;
+use crate::broker::Shard;
 use crate::config::{ClusterSettings, ServeConfig};
+use crate::watermark::Watermark;
 
 /// One raft tick; elections take `election_ticks` (10) of them.
 const TICK: Duration = Duration::from_millis(100);
@@ -113,12 +118,20 @@ pub struct Cluster {
     /// Proposals this node forwarded to the controller, by request id.
     forwarded: HashMap<u64, oneshot::Sender<Answer>>,
     next_req: u64,
+    /// The applied state as every shard reads it, republished after each
+    /// apply; `changed` counts the republications.
+    view: Arc<ClusterView>,
+    changed: Rc<Watermark>,
 }
 
 impl Cluster {
     /// Opens the quorum's storage in `<data_dir>/raft/` (blocking; at
     /// start) and prepares the peers' queues.
-    pub fn open(cfg: &ServeConfig, settings: &ClusterSettings) -> Result<(Cluster, Vec<PeerLink>), String> {
+    pub fn open(
+        cfg: &ServeConfig,
+        settings: &ClusterSettings,
+        view: Arc<ClusterView>,
+    ) -> Result<(Cluster, Vec<PeerLink>), String> {
         let storage = FileStorage::open(&cfg.data_dir).map_err(|e| e.to_string())?;
         let voters: Vec<u64> = settings.voters.iter().map(|v| u64::from(v.id)).collect();
         let mut qc = QuorumConfig::new(u64::from(settings.node_id), voters);
@@ -141,11 +154,13 @@ impl Cluster {
             native: cfg.native_addr.to_string(),
             cluster: settings.cluster_addr.to_string(),
         };
+        let incarnation = incarnation();
+        view.set_incarnation(incarnation);
         let cluster = Cluster {
             me: settings.node_id,
             quorum,
             peers,
-            incarnation: incarnation(),
+            incarnation,
             endpoints,
             session_timeout: Duration::from_millis(cfg.broker_session_timeout_ms),
             seen: HashMap::new(),
@@ -155,12 +170,25 @@ impl Cluster {
             pending: HashMap::new(),
             forwarded: HashMap::new(),
             next_req: 0,
+            view,
+            changed: Rc::new(Watermark::new(0)),
         };
+        cluster.publish();
         Ok((cluster, links))
     }
 
     pub fn state(&self) -> &ClusterState {
         self.quorum.state()
+    }
+
+    /// Counts the changes of the applied state (for the reconciler).
+    pub fn changed(&self) -> Rc<Watermark> {
+        self.changed.clone()
+    }
+
+    fn publish(&self) {
+        self.view.publish(self.quorum.state().clone());
+        self.changed.set(self.changed.get() + 1);
     }
 
     pub fn controller(&self) -> Option<u32> {
@@ -181,6 +209,9 @@ impl Cluster {
         }
         match self.quorum.poll() {
             Ok(out) => {
+                if !out.applied.is_empty() {
+                    self.publish();
+                }
                 for m in out.messages {
                     if let Ok(to) = u32::try_from(m.to) {
                         self.send(to, frame(KIND_RAFT, &m.bytes));
@@ -554,7 +585,7 @@ async fn peer_loop(link: PeerLink) {
 }
 
 /// Reads one frame of at most `max` bytes: (kind, payload).
-async fn read_frame(stream: &mut TcpStream, max: usize) -> Result<(u8, Bytes), String> {
+pub(crate) async fn read_frame(stream: &mut TcpStream, max: usize) -> Result<(u8, Bytes), String> {
     let mut prefix = [0u8; 4];
     stream.read_exact(&mut prefix).await.map_err(|e| e.to_string())?;
     let len = u32::from_be_bytes(prefix) as usize;
@@ -569,13 +600,15 @@ async fn read_frame(stream: &mut TcpStream, max: usize) -> Result<(u8, Bytes), S
 }
 
 /// Serves one incoming peer connection.
-async fn serve_peer(cluster: Rc<RefCell<Cluster>>, voters: Rc<Vec<u32>>, mut stream: TcpStream) {
+async fn serve_peer(cluster: Rc<RefCell<Cluster>>, shard: Rc<Shard>, voters: Rc<Vec<u32>>, mut stream: TcpStream) {
     let peer = stream.peer_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
     let hello = glommio::timer::timeout(HELLO_TIMEOUT, async {
         Ok(read_frame(&mut stream, HELLO_BYTES_MAX).await)
     });
-    let from = match hello.await {
-        Ok(Ok((KIND_HELLO, b))) if b.len() == 4 => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+    let (kind, from) = match hello.await {
+        Ok(Ok((kind @ (KIND_HELLO | fetch::KIND_HELLO_FETCH), b))) if b.len() == 4 => {
+            (kind, u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        }
         _ => {
             tracing::warn!(%peer, "refusing an inter-broker connection that does not introduce itself");
             return;
@@ -583,6 +616,10 @@ async fn serve_peer(cluster: Rc<RefCell<Cluster>>, voters: Rc<Vec<u32>>, mut str
     };
     if !voters.contains(&from) {
         tracing::warn!(%peer, from, "refusing an inter-broker connection from a node outside the cluster");
+        return;
+    }
+    if kind == fetch::KIND_HELLO_FETCH {
+        serve_fetcher(shard, from, stream).await;
         return;
     }
     loop {
@@ -606,6 +643,49 @@ async fn serve_peer(cluster: Rc<RefCell<Cluster>>, voters: Rc<Vec<u32>>, mut str
     }
 }
 
+/// Serves a follower's fetcher: its fetches, answered in order on the same
+/// connection, until it closes or sends something else.
+async fn serve_fetcher(shard: Rc<Shard>, from: u32, mut stream: TcpStream) {
+    let mut small = BytesMut::new();
+    loop {
+        let req = match read_frame(&mut stream, FRAME_BYTES_MAX).await {
+            Ok((fetch::KIND_FETCH, b)) => match fetch::FetchRequest::decode(b) {
+                Ok(req) if req.replica == from => req,
+                Ok(req) => {
+                    tracing::warn!(
+                        from,
+                        replica = req.replica,
+                        "closing a fetcher that fetches for another node"
+                    );
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(from, error = %e, "closing a fetcher that sent a malformed fetch");
+                    return;
+                }
+            },
+            Ok((kind, _)) => {
+                tracing::warn!(from, kind, "closing a fetcher connection: unexpected frame kind");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(from, error = %e, "fetcher connection closed");
+                return;
+            }
+        };
+        let answer = fetch::encode_answer(shard.serve_replica_fetch(req).await);
+        if crate::protocol::write_chunks(&mut stream, &mut small, answer)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        if !small.is_empty() && stream.write_all(&small.split()).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Starts cluster mode on this (shard 0's) executor: the listener, the
 /// peer connections and the ticker. Returns the shared state, for the
 /// `/cluster` view.
@@ -613,6 +693,7 @@ pub fn start(
     cluster: Cluster,
     links: Vec<PeerLink>,
     settings: &ClusterSettings,
+    shard: Rc<Shard>,
 ) -> Result<Rc<RefCell<Cluster>>, String> {
     let listener = TcpListener::bind(settings.cluster_addr)
         .map_err(|e| format!("cluster listener on {}: {e}", settings.cluster_addr))?;
@@ -632,10 +713,10 @@ pub fn start(
                     drop(stream);
                 }
                 Ok(stream) => {
-                    let (c, voters, open) = (c.clone(), voters.clone(), open.clone());
+                    let (c, voters, open, shard) = (c.clone(), voters.clone(), open.clone(), shard.clone());
                     open.set(open.get() + 1);
                     glommio::spawn_local(async move {
-                        serve_peer(c, voters, stream).await;
+                        serve_peer(c, shard, voters, stream).await;
                         open.set(open.get() - 1);
                     })
                     .detach();

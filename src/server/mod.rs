@@ -109,7 +109,12 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     let cfg = Arc::new(cfg);
     let mesh = MeshBuilder::<ShardMsg, _>::full(cfg.shards, cfg.mesh_channel_depth);
     let peers: Arc<Vec<AtomicUsize>> = Arc::new((0..cfg.shards).map(|_| AtomicUsize::new(usize::MAX)).collect());
+    let view = cfg
+        .cluster
+        .as_ref()
+        .map(|c| Arc::new(crate::cluster::view::ClusterView::new(c.node_id)));
     let node = Node {
+        view,
         cfg,
         meta,
         peers,
@@ -162,6 +167,8 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
 #[derive(Clone)]
 struct Node {
     cfg: Arc<ServeConfig>,
+    /// Cluster mode: the applied cluster metadata, shared by the shards.
+    view: Option<Arc<crate::cluster::view::ClusterView>>,
     meta: Arc<MetadataStore>,
     /// `peers[s]`: shard s's id in the mesh, once it has joined.
     peers: Arc<Vec<AtomicUsize>>,
@@ -178,6 +185,7 @@ async fn shard_main(
 ) -> Result<(), String> {
     let Node {
         cfg,
+        view,
         meta,
         peers,
         shutdown,
@@ -206,6 +214,7 @@ async fn shard_main(
         peer_of_shard,
         metrics[id].clone(),
         producer_ids,
+        view.clone(),
     );
     for (_, rx) in receivers.streams() {
         let shard = shard.clone();
@@ -216,16 +225,32 @@ async fn shard_main(
         })
         .detach();
     }
-    for topic in meta.snapshot().topics.values() {
-        shard.open_topic(topic).await?;
+    // In cluster mode shard 0 opens the partitions this node hosts once
+    // the quorum's state is loaded.
+    if cfg.cluster.is_none() {
+        for topic in meta.snapshot().topics.values() {
+            shard.open_topic(topic).await?;
+        }
     }
     // Cluster mode runs on shard 0, and is up before clients are let in
     // (InitProducerId needs it).
     let cluster = match (&cfg.cluster, id) {
         (Some(settings), 0) => {
-            let (cluster, links) = crate::cluster::runtime::Cluster::open(&cfg, settings)?;
-            let cluster = crate::cluster::runtime::start(cluster, links, settings)?;
+            let view = view.clone().ok_or("cluster mode without a cluster view")?;
+            let (cluster, links) = crate::cluster::runtime::Cluster::open(&cfg, settings, view)?;
+            let cluster = crate::cluster::runtime::start(cluster, links, settings, shard.clone())?;
             shard.use_cluster(cluster.clone());
+            let changed = cluster.borrow().changed();
+            let reconciler = shard.clone();
+            glommio::spawn_local(async move {
+                let mut seen = 0;
+                loop {
+                    changed.wait_for(seen + 1).await;
+                    seen = changed.get();
+                    reconciler.reconcile().await;
+                }
+            })
+            .detach();
             Some(cluster)
         }
         _ => None,

@@ -179,6 +179,7 @@ pub fn group_requests() -> Vec<Request> {
 
 pub fn group_responses() -> Vec<(ApiKey, Response)> {
     let coordinator = |error, host: &str| CoordinatorInfo {
+        kafka: String::new(),
         error,
         node_id: 2,
         host: host.into(),

@@ -217,6 +217,13 @@ impl Broker {
         self.spawn();
     }
 
+    /// Sends `signal` to the broker process (e.g. SIGSTOP to freeze it).
+    pub fn signal(&self, signal: i32) {
+        let child = self.child.as_ref().expect("running");
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(child.id() as i32, signal) };
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
@@ -326,4 +333,58 @@ pub fn create_topic_cli(broker: &Broker, name: &str, partitions: u32) {
         .status()
         .expect("sluice topic create runs");
     assert!(created.success(), "creating topic {name} failed");
+}
+
+/// Nodes in cluster mode on 127.0.0.1, every one a controller voter.
+pub struct ClusterNodes {
+    pub nodes: Vec<Broker>,
+    /// Each node's inter-broker port, node i+1 at index i.
+    pub cluster_ports: Vec<u16>,
+    /// The `--voters` value they were started with.
+    pub voters: String,
+}
+
+/// Starts `n` nodes (ids 1..=n, `shards` shards each) as one cluster,
+/// with `extra` flags on each.
+pub fn start_cluster(n: usize, shards: usize, extra: &[&str]) -> ClusterNodes {
+    let cluster_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let voters = (1..=n)
+        .map(|i| format!("{i}@127.0.0.1:{}", cluster_ports[i - 1]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let nodes = (1..=n)
+        .map(|i| {
+            let id = i.to_string();
+            let addr = format!("127.0.0.1:{}", cluster_ports[i - 1]);
+            let mut args = vec!["--node-id", &id, "--cluster-addr", &addr, "--voters", &voters];
+            args.extend_from_slice(extra);
+            Broker::start(shards, &args)
+        })
+        .collect();
+    ClusterNodes {
+        nodes,
+        cluster_ports,
+        voters,
+    }
+}
+
+/// Polls `read` on the nodes in `up` until they all agree and `ok` holds
+/// (bounded by `limit`); returns what they agree on.
+pub fn until_agreed<T: PartialEq + Clone + std::fmt::Debug>(
+    nodes: &[Broker],
+    up: &[usize],
+    what: &str,
+    limit: Duration,
+    read: impl Fn(&Broker) -> T,
+    ok: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        let views: Vec<T> = up.iter().map(|&i| read(&nodes[i])).collect();
+        if views.windows(2).all(|w| w[0] == w[1]) && ok(&views[0]) {
+            return views[0].clone();
+        }
+        assert!(Instant::now() < deadline, "{what}: {views:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

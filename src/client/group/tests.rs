@@ -27,6 +27,8 @@ fn topic_info(name: &str, partitions: u32, error: ErrorCode) -> TopicInfo {
         error,
         partitions: (0..partitions)
             .map(|p| PartitionInfo {
+                isr: Vec::new(),
+                replicas: Vec::new(),
                 partition: p,
                 error: ErrorCode::None,
                 leader: 0,
@@ -224,6 +226,7 @@ fn a_lost_coordinator_is_recognised_in_answers_and_transport_failures() {
 #[test]
 fn the_coordinator_endpoint_is_the_shard_port_when_shard_aware() {
     let info = CoordinatorInfo {
+        kafka: String::new(),
         error: ErrorCode::None,
         node_id: 0,
         host: "10.0.0.1".into(),

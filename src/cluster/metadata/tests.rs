@@ -31,6 +31,7 @@ fn create(s: &mut ClusterState, name: &str, partitions: u32, rf: usize) {
         name: name.into(),
         min_insync_replicas: 2,
         assignment,
+        config: Default::default(),
     })
     .expect("creates");
 }
@@ -107,21 +108,25 @@ fn invalid_commands_change_nothing() {
             name: "t".into(),
             min_insync_replicas: 1,
             assignment: vec![vec![1]],
+            config: Default::default(),
         },
         Command::CreateTopic {
             name: "u".into(),
             min_insync_replicas: 1,
             assignment: vec![vec![1, 1]],
+            config: Default::default(),
         },
         Command::CreateTopic {
             name: "u".into(),
             min_insync_replicas: 1,
             assignment: vec![vec![7]],
+            config: Default::default(),
         },
         Command::CreateTopic {
             name: "u".into(),
             min_insync_replicas: 1,
             assignment: vec![],
+            config: Default::default(),
         },
         Command::AlterPartition {
             topic: "t".into(),
@@ -191,6 +196,7 @@ fn command() -> impl Strategy<Value = Command> {
                 name,
                 min_insync_replicas: 2,
                 assignment,
+                config: Default::default(),
             }
         }),
         "[a-c]".prop_map(|name| Command::DeleteTopic { name }),

@@ -241,13 +241,43 @@ pub(super) fn metadata(req: MetadataRequest) -> Request {
     Request::Metadata { topics }
 }
 
-/// This node is the only broker, leader and sole replica of everything.
-pub(super) fn metadata_response(node: &Advertised, topics: Vec<api::TopicInfo>, v: i16) -> MetadataResponse {
+/// The brokers and each partition's leader, replicas and ISR. On a single
+/// node (the brokers carry no Kafka address) this node is the only
+/// broker, leader and sole replica of everything.
+pub(super) fn metadata_response(
+    node: &Advertised,
+    brokers: &[api::BrokerInfo],
+    topics: Vec<api::TopicInfo>,
+    v: i16,
+) -> MetadataResponse {
     let me = BrokerId(node.node_id);
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(me)
-        .with_host(text(node.host.clone()))
-        .with_port(i32::from(node.port));
+    let clustered: Vec<MetadataResponseBroker> = brokers
+        .iter()
+        .filter_map(|b| {
+            let (host, port) = crate::config::parse_host_port(&b.kafka).ok()?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.node_id))
+                    .with_host(text(host))
+                    .with_port(i32::from(port)),
+            )
+        })
+        .collect();
+    let brokers = if clustered.is_empty() {
+        vec![MetadataResponseBroker::default()
+            .with_node_id(me)
+            .with_host(text(node.host.clone()))
+            .with_port(i32::from(node.port))]
+    } else {
+        clustered
+    };
+    let ids = |nodes: &[i32], leader: BrokerId| -> Vec<BrokerId> {
+        if nodes.is_empty() {
+            vec![leader]
+        } else {
+            nodes.iter().map(|&n| BrokerId(n)).collect()
+        }
+    };
     let topics = topics
         .into_iter()
         .map(|t| {
@@ -255,12 +285,24 @@ pub(super) fn metadata_response(node: &Advertised, topics: Vec<api::TopicInfo>, 
                 .partitions
                 .into_iter()
                 .map(|p| {
+                    let leader = if p.leader >= 0 {
+                        BrokerId(p.leader)
+                    } else {
+                        BrokerId(-1)
+                    };
+                    let single = p.replicas.is_empty();
                     MetadataResponsePartition::default()
                         .with_error_code(p.error.code())
                         .with_partition_index(partition_out(p.partition))
-                        .with_leader_id(if p.error == ErrorCode::None { me } else { BrokerId(-1) })
-                        .with_replica_nodes(vec![me])
-                        .with_isr_nodes(vec![me])
+                        .with_leader_id(if single && p.error != ErrorCode::None {
+                            BrokerId(-1)
+                        } else if single {
+                            me
+                        } else {
+                            leader
+                        })
+                        .with_replica_nodes(ids(&p.replicas, me))
+                        .with_isr_nodes(ids(&p.isr, me))
                 })
                 .collect();
             MetadataResponseTopic::default()
@@ -271,7 +313,7 @@ pub(super) fn metadata_response(node: &Advertised, topics: Vec<api::TopicInfo>, 
         })
         .collect();
     let mut resp = MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_controller_id(me)
         .with_topics(topics);
     if v >= 2 {
@@ -281,9 +323,10 @@ pub(super) fn metadata_response(node: &Advertised, topics: Vec<api::TopicInfo>, 
 }
 
 /// Creates topics with the configs the broker knows (retention.ms,
-/// retention.bytes, segment.bytes, max.message.bytes); other configs,
-/// replication factors and manual assignments are ignored on this single
-/// node. `validate_only` is refused rather than creating the topics.
+/// retention.bytes, segment.bytes, max.message.bytes,
+/// min.insync.replicas) and the replication factor (-1: the broker's
+/// default); other configs and manual assignments are ignored.
+/// `validate_only` is refused rather than creating the topics.
 pub(super) fn create_topics(req: CreateTopicsRequest) -> Decoded {
     if req.validate_only {
         let topics = req
@@ -302,6 +345,12 @@ pub(super) fn create_topics(req: CreateTopicsRequest) -> Decoded {
         .into_iter()
         .map(|t| {
             let mut config = api::TopicConfig::default();
+            let mut replication = api::Replication {
+                // -1 is the broker's default; 0 and other negatives are
+                // refused by the broker (as u16::MAX, above any cluster).
+                factor: (t.replication_factor != -1).then(|| u16::try_from(t.replication_factor).unwrap_or(u16::MAX)),
+                min_insync: None,
+            };
             for c in &t.configs {
                 let value = c.value.as_deref().unwrap_or_default();
                 match c.name.as_str() {
@@ -309,10 +358,12 @@ pub(super) fn create_topics(req: CreateTopicsRequest) -> Decoded {
                     "retention.bytes" => config.retention_bytes = value.parse().ok(),
                     "segment.bytes" => config.segment_bytes = value.parse().ok(),
                     "max.message.bytes" => config.max_message_bytes = value.parse().ok(),
+                    "min.insync.replicas" => replication.min_insync = Some(value.parse().unwrap_or(0)),
                     _ => {}
                 }
             }
             api::NewTopic {
+                replication,
                 name: t.name.0.to_string(),
                 // -1 (the broker's default) and other negatives; 0 is refused by the broker.
                 partitions: u32::try_from(t.num_partitions).unwrap_or(DEFAULT_PARTITIONS),

@@ -41,6 +41,7 @@ pub(super) fn find_coordinator(req: FindCoordinatorRequest, node: &Advertised) -
     if req.key_type != KEY_TYPE_GROUP {
         let found = req.key_type == KEY_TYPE_TRANSACTION;
         return Decoded::Response(Response::FindCoordinator(api::CoordinatorInfo {
+            kafka: String::new(),
             error: if found {
                 ErrorCode::None
             } else {
@@ -63,15 +64,12 @@ pub(super) fn find_coordinator(req: FindCoordinatorRequest, node: &Advertised) -
 /// neutral answer carries the native port).
 pub(super) fn find_coordinator_response(node: &Advertised, c: api::CoordinatorInfo, v: i16) -> FindCoordinatorResponse {
     let found = c.error == ErrorCode::None;
+    let (host, port) = crate::config::parse_host_port(&c.kafka).unwrap_or((node.host.clone(), node.port));
     let mut resp = FindCoordinatorResponse::default()
         .with_error_code(c.error.code())
         .with_node_id(BrokerId(if found { c.node_id } else { -1 }))
-        .with_host(if found {
-            text(node.host.clone())
-        } else {
-            StrBytes::new()
-        })
-        .with_port(if found { i32::from(node.port) } else { -1 });
+        .with_host(if found { text(host) } else { StrBytes::new() })
+        .with_port(if found { i32::from(port) } else { -1 });
     if v >= 1 && !found {
         resp.error_message = Some(text(c.error.to_string()));
     }

@@ -258,8 +258,8 @@ fn try_encode_response(header: &Header, node: &Advertised, resp: api::Response) 
         (ApiKey::ListOffsets, api::Response::ListOffsets { topics }) => {
             frame(cid, key, v, &data::list_offsets_response(topics))
         }
-        (ApiKey::Metadata, api::Response::Metadata { topics, .. }) => {
-            frame(cid, key, v, &data::metadata_response(node, topics, v))
+        (ApiKey::Metadata, api::Response::Metadata { brokers, topics }) => {
+            frame(cid, key, v, &data::metadata_response(node, &brokers, topics, v))
         }
         (ApiKey::CreateTopics, api::Response::CreateTopics { topics }) => {
             frame(cid, key, v, &data::create_topics_response(topics))

@@ -286,6 +286,8 @@ fn answers() -> Vec<(ApiKey, Response)> {
                     name: "t".into(),
                     error: ErrorCode::None,
                     partitions: vec![PartitionInfo {
+                        isr: Vec::new(),
+                        replicas: Vec::new(),
                         partition: 0,
                         error: ErrorCode::None,
                         leader: 7,
@@ -321,6 +323,7 @@ fn answers() -> Vec<(ApiKey, Response)> {
         (
             ApiKey::FindCoordinator,
             Response::FindCoordinator(CoordinatorInfo {
+                kafka: String::new(),
                 error: ErrorCode::None,
                 node_id: 7,
                 host: "native-host".into(),

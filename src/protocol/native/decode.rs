@@ -220,6 +220,7 @@ fn request_body(root: &fb::RequestFrame<'_>, payload: &mut Payload) -> Result<Re
 
 fn new_topic(t: fb::NewTopic<'_>) -> Result<NewTopic> {
     Ok(NewTopic {
+        replication: Default::default(),
         name: t.name().to_owned(),
         partitions: t.partitions(),
         config: topic_config(t.config())?,
@@ -360,6 +361,7 @@ fn api_version_range(r: &fb::ApiVersionRange) -> Option<ApiVersionRange> {
 
 fn broker_info(b: fb::BrokerInfo<'_>) -> Result<BrokerInfo> {
     Ok(BrokerInfo {
+        kafka: String::new(),
         node_id: b.node_id(),
         host: b.host().to_owned(),
         port: b.port(),
@@ -369,6 +371,8 @@ fn broker_info(b: fb::BrokerInfo<'_>) -> Result<BrokerInfo> {
 fn topic_info(t: fb::TopicInfo<'_>) -> Result<TopicInfo> {
     let partitions = tables(t.partitions(), |p| {
         Ok(PartitionInfo {
+            isr: Vec::new(),
+            replicas: Vec::new(),
             partition: p.partition(),
             error: error_code(p.error()),
             leader: p.leader(),

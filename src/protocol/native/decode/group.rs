@@ -167,6 +167,7 @@ pub(super) fn response_body(root: &fb::ResponseFrame<'_>) -> Result<Response> {
         fb::ResponseBody::FindCoordinatorResponse => {
             let b = root.body_as_find_coordinator_response().ok_or(MISSING_BODY)?;
             Response::FindCoordinator(CoordinatorInfo {
+                kafka: String::new(),
                 error: error_code(b.error()),
                 node_id: b.node_id(),
                 host: string(b.host()),

@@ -20,6 +20,16 @@ use crate::storage::producers::SequenceError;
 use crate::storage::{FlushPolicy, Log, LogConfig, StorageError};
 use crate::watermark::Watermark;
 
+mod replication;
+
+pub use replication::{Replica, RoleChange, RoleUpdate};
+
+use crate::cluster::replica::NodeId;
+
+/// How long an acks=all produce waits for the ISR before it is answered
+/// REQUEST_TIMED_OUT (Kafka's request.timeout.ms default).
+const REPLICATION_WAIT: Duration = Duration::from_secs(30);
+
 /// The log configuration for a topic with `config` over broker defaults.
 pub fn log_config(config: &TopicConfig, defaults: &TopicConfig, cache_bytes_max: usize) -> LogConfig {
     let base = LogConfig::default();
@@ -73,16 +83,22 @@ pub struct Partition {
     pub index: u32,
     log: Log,
     hw_is_durable: bool,
+    /// Cluster mode: the partition's role in replication and the high
+    /// watermark it computes.
+    cluster: Option<Replica>,
 }
 
 impl Partition {
-    pub fn new(topic: String, index: u32, log: Log) -> Partition {
+    /// `me` is this node's id in cluster mode (`None` on a single node).
+    pub fn new(topic: String, index: u32, log: Log, me: Option<NodeId>) -> Partition {
         let hw_is_durable = log.config().flush == FlushPolicy::EveryAppend;
+        let cluster = me.map(|me| Replica::new(me, log.log_start_offset()));
         Partition {
             topic,
             index,
             log,
             hw_is_durable,
+            cluster,
         }
     }
 
@@ -96,6 +112,9 @@ impl Partition {
     }
 
     fn hw_mark(&self) -> &Watermark {
+        if let Some(r) = &self.cluster {
+            return r.high_watermark();
+        }
         if self.hw_is_durable {
             self.log.durable_watermark()
         } else {
@@ -109,7 +128,10 @@ impl Partition {
     /// log (readable, staged for the disk, as Kafka's page-cache write);
     /// acks=all also waits until they are durable per the topic's flush
     /// policy (under every-append: fdatasynced, group-committed with every
-    /// other producer). On a single node the leader is the whole ISR.
+    /// other producer). On a single node the leader is the whole ISR; in
+    /// a cluster acks=all also waits until every ISR member has the
+    /// batches, and is refused before anything is appended when the ISR is
+    /// smaller than min.insync.replicas.
     pub async fn produce(&self, records: &Bytes, acks: Acks) -> ProducePartitionResponse {
         let fail = |error| ProducePartitionResponse {
             partition: self.index,
@@ -144,13 +166,23 @@ impl Partition {
         if spans.is_empty() {
             return fail(ErrorCode::CorruptMessage);
         }
+        let epoch = match &self.cluster {
+            None => 0,
+            Some(r) => match r.leader_epoch() {
+                Some(epoch) => epoch,
+                None => return fail(ErrorCode::NotLeaderOrFollower),
+            },
+        };
+        if acks == Acks::All && !self.acks_all_allowed() {
+            return fail(ErrorCode::NotEnoughReplicas);
+        }
         let mut base_offset = -1;
         let mut end = -1;
         let mut records_count = 0u64;
         for (span, count) in spans {
             // One copy: the stored batch is stamped in place, and the
             // receive buffer is shared with the other partitions' data.
-            match self.log.append_buffered(BytesMut::from(&records[span]), 0).await {
+            match self.log.append_buffered(BytesMut::from(&records[span]), epoch).await {
                 Ok(info) => {
                     if base_offset < 0 {
                         base_offset = info.base_offset;
@@ -168,9 +200,18 @@ impl Partition {
                 }
             }
         }
-        if acks == Acks::All && self.hw_is_durable {
-            if let Err(e) = self.log.wait_durable(end).await {
-                return fail(error_code(&e));
+        self.on_leader_append();
+        if acks == Acks::All {
+            if let Err(code) = self
+                .wait_replicated(end, epoch, Instant::now() + REPLICATION_WAIT)
+                .await
+            {
+                return fail(code);
+            }
+            if self.hw_is_durable {
+                if let Err(e) = self.log.wait_durable(end).await {
+                    return fail(error_code(&e));
+                }
             }
         }
         crate::metrics::with(|m| {
@@ -199,6 +240,11 @@ impl Partition {
         .await;
     }
 
+    /// Clients are served by the leader alone (cluster mode).
+    fn not_leader(&self) -> bool {
+        self.cluster.as_ref().is_some_and(|r| r.leader_epoch().is_none())
+    }
+
     /// Whole batches from `offset`, below the high watermark.
     pub async fn fetch(&self, offset: i64, max_bytes: usize) -> FetchPartitionResponse {
         let hw = self.high_watermark();
@@ -209,6 +255,10 @@ impl Partition {
             log_start_offset: self.log.log_start_offset(),
             records: Vec::new(),
         };
+        if self.not_leader() {
+            resp.error = ErrorCode::NotLeaderOrFollower;
+            return resp;
+        }
         if offset > hw && offset <= self.log.next_offset() {
             // Beyond what is visible but not beyond the log: nothing yet.
             return resp;
@@ -226,6 +276,13 @@ impl Partition {
             error: ErrorCode::None,
             offset,
         };
+        if self.not_leader() {
+            return ListOffsetsPartitionResponse {
+                partition: self.index,
+                error: ErrorCode::NotLeaderOrFollower,
+                offset: -1,
+            };
+        }
         match spec {
             OffsetSpec::Earliest => ok(self.log.log_start_offset()),
             OffsetSpec::Latest => ok(self.high_watermark()),

@@ -1,0 +1,77 @@
+//! The applied cluster metadata as every shard reads it: an immutable
+//! snapshot of [`ClusterState`], swapped whole by shard 0 each time the
+//! controller quorum applies commands. Readers never wait on the quorum
+//! and never see half of a change.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use super::metadata::{ClusterState, PartitionState};
+use super::replica::NodeId;
+
+#[derive(Debug)]
+pub struct ClusterView {
+    me: NodeId,
+    /// This run's incarnation, once the controller runtime has started.
+    incarnation: AtomicU64,
+    current: RwLock<Arc<ClusterState>>,
+}
+
+impl ClusterView {
+    pub fn new(me: NodeId) -> ClusterView {
+        ClusterView {
+            me,
+            incarnation: AtomicU64::new(0),
+            current: RwLock::new(Arc::new(ClusterState::default())),
+        }
+    }
+
+    /// This node's id.
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    pub fn set_incarnation(&self, incarnation: u64) {
+        self.incarnation.store(incarnation, Ordering::SeqCst);
+    }
+
+    /// Whether the applied state is recent enough to act on: it holds
+    /// this run's registration. Before that, a restarted node's
+    /// state may still name it leader at an epoch the cluster has left
+    /// behind (registering a new incarnation ends those leaderships).
+    pub fn current(&self, state: &ClusterState) -> bool {
+        let incarnation = self.incarnation.load(Ordering::SeqCst);
+        state
+            .brokers
+            .get(&self.me)
+            .is_some_and(|b| b.incarnation == incarnation)
+    }
+
+    pub fn snapshot(&self) -> Arc<ClusterState> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Shard 0, after the quorum applied commands.
+    pub fn publish(&self, state: ClusterState) {
+        let next = Arc::new(state);
+        match self.current.write() {
+            Ok(mut g) => *g = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+    }
+}
+
+impl ClusterState {
+    pub fn partition(&self, topic: &str, partition: u32) -> Option<&PartitionState> {
+        self.topics.get(topic)?.partitions.get(partition as usize)
+    }
+
+    /// Whether `node` holds a replica of the partition.
+    pub fn hosts(&self, topic: &str, partition: u32, node: NodeId) -> bool {
+        self.partition(topic, partition)
+            .is_some_and(|p| p.replicas.contains(&node))
+    }
+}

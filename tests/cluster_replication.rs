@@ -1,0 +1,348 @@
+//! Replicated partitions on three `sluice serve` nodes on 127.0.0.1:
+//! a topic created over the Kafka protocol with replication factor 3 and
+//! min.insync.replicas 2 gets its replicas spread as Kafka spreads them;
+//! Metadata on any node names every broker and each partition's leader,
+//! replicas and ISR; acks=all production goes on while the leader of each
+//! partition in turn is killed with SIGKILL, and every acknowledged
+//! record is readable from the new leaders; each killed node restarts,
+//! truncates what it alone had, catches up and rejoins the ISR; in the
+//! end the three replicas of every partition hold the same batches, byte
+//! for byte.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{kafka_wire, start_cluster, until_agreed, wait_bounded, Broker};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest, MetadataResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+const WAIT: Duration = Duration::from_secs(60);
+const TOPIC: &str = "replicated";
+const PARTITIONS: u32 = 3;
+
+/// (leader, epoch, replicas, isr) by partition, as `GET /cluster` shows.
+type Partitions = BTreeMap<u32, (Option<u32>, i32, Vec<u32>, Vec<u32>)>;
+
+fn ids(text: &str) -> Vec<u32> {
+    text.trim_matches(|c| c == '[' || c == ']')
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+fn partitions(b: &Broker) -> Partitions {
+    let text = b.http_get("/cluster");
+    let mut out = Partitions::new();
+    for line in text.lines() {
+        // partition T-P leader L epoch E replicas [..] isr [..]
+        let Some(rest) = line.strip_prefix(&format!("partition {TOPIC}-")) else {
+            continue;
+        };
+        let (p, rest) = rest.split_once(' ').expect("partition line");
+        let (head, isr) = rest.split_once(" isr ").expect("isr");
+        let (head, replicas) = head.split_once(" replicas ").expect("replicas");
+        let w: Vec<&str> = head.split_whitespace().collect();
+        let leader = w[1].parse().ok();
+        let epoch = w[3].parse().expect("epoch");
+        out.insert(p.parse().expect("p"), (leader, epoch, ids(replicas), ids(isr)));
+    }
+    out
+}
+
+/// Polls until the nodes in `up` agree on the partitions and `ok` holds.
+fn until(nodes: &[Broker], up: &[usize], what: &str, ok: impl Fn(&Partitions) -> bool) -> Partitions {
+    until_agreed(nodes, up, what, WAIT, partitions, ok)
+}
+
+fn all_in_sync(p: &Partitions) -> bool {
+    p.len() == PARTITIONS as usize
+        && p.values().all(|(leader, _, replicas, isr)| {
+            leader.is_some() && replicas.len() == 3 && {
+                let (mut r, mut i) = (replicas.clone(), isr.clone());
+                r.sort_unstable();
+                i.sort_unstable();
+                r == i
+            }
+        })
+}
+
+/// Produces `lines` with acks=all through the CLI (bootstrapping from
+/// every node), each keyed by its index so that every partition gets
+/// some, running `during` halfway; panics unless every line is
+/// acknowledged.
+fn produce(bootstrap: &str, lines: &[String], during: impl FnOnce()) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "produce",
+            "--topic",
+            TOPIC,
+            "--acks",
+            "all",
+            "--linger-ms",
+            "1",
+            "--key-separator",
+            ",",
+        ])
+        .args(["--bootstrap", bootstrap])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("sluice produce runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let keyed: Vec<String> = lines.iter().enumerate().map(|(i, l)| format!("{i},{l}")).collect();
+    let (first, second) = keyed.split_at(keyed.len() / 2);
+    for chunk in first.chunks(20) {
+        stdin.write_all(chunk.join("\n").as_bytes()).expect("write");
+        stdin.write_all(b"\n").expect("write");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    during();
+    for chunk in second.chunks(20) {
+        stdin.write_all(chunk.join("\n").as_bytes()).expect("write");
+        stdin.write_all(b"\n").expect("write");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(stdin);
+    let status = wait_bounded(&mut child, "acks=all production across a leader kill", WAIT);
+    assert!(status.success(), "every record is acknowledged: {status}");
+}
+
+/// Every record of the topic, read through the cluster.
+fn consume(nodes: &[Broker], up: &[usize]) -> Vec<String> {
+    let bootstrap = up.iter().map(|&i| nodes[i].bootstrap()).collect::<Vec<_>>().join(",");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["consume", "--topic", TOPIC, "--bootstrap", &bootstrap])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sluice consume runs");
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut out).expect("read");
+    let status = wait_bounded(&mut child, "consume", WAIT);
+    assert!(status.success(), "consume: {status}");
+    out.lines().map(str::to_string).collect()
+}
+
+/// The record batches of one partition's log on disk, in order, each as
+/// its bytes (the last block of a segment is zero-padded: padding ends
+/// the walk).
+fn batches_on_disk(data_dir: &Path, partition: u32) -> Vec<Vec<u8>> {
+    let dir = data_dir.join(format!("{TOPIC}-{partition}"));
+    let mut segments: Vec<_> = std::fs::read_dir(&dir)
+        .expect("partition dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    segments.sort();
+    let mut out = Vec::new();
+    for seg in segments {
+        let bytes = std::fs::read(&seg).expect("segment");
+        let mut at = 0;
+        while at + 12 <= bytes.len() {
+            let len = i32::from_be_bytes(bytes[at + 8..at + 12].try_into().expect("4 bytes"));
+            if len <= 0 || at + 12 + len as usize > bytes.len() {
+                break;
+            }
+            out.push(bytes[at..at + 12 + len as usize].to_vec());
+            at += 12 + len as usize;
+        }
+    }
+    out
+}
+
+fn create_topic(b: &Broker) {
+    let mut s = kafka_wire::connect(b.kafka_addr());
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+        .with_num_partitions(PARTITIONS as i32)
+        .with_replication_factor(3)
+        .with_configs(vec![CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str("min.insync.replicas"))
+            .with_value(Some(StrBytes::from_static_str("2")))]);
+    let req = CreateTopicsRequest::default()
+        .with_topics(vec![topic])
+        .with_timeout_ms(30_000);
+    let resp: CreateTopicsResponse = kafka_wire::call(&mut s, ApiKey::CreateTopics, 5, &req);
+    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0].error_message);
+    // Too many copies for three brokers: refused, as Kafka does.
+    let req = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("too-many-copies")))
+            .with_num_partitions(1)
+            .with_replication_factor(4)])
+        .with_timeout_ms(30_000);
+    let resp: CreateTopicsResponse = kafka_wire::call(&mut s, ApiKey::CreateTopics, 5, &req);
+    assert_eq!(resp.topics[0].error_code, 38, "INVALID_REPLICATION_FACTOR");
+}
+
+#[test]
+fn acks_all_survives_each_leader_kill_and_replicas_converge() {
+    let mut nodes = start_cluster(
+        3,
+        2,
+        &[
+            "--broker-session-timeout-ms",
+            "2500",
+            "--replica-lag-time-max-ms",
+            "3000",
+        ],
+    )
+    .nodes;
+    let all = [0, 1, 2];
+    // Every node registered before the topic is placed over them.
+    let deadline = Instant::now() + WAIT;
+    while nodes
+        .iter()
+        .any(|n| n.http_get("/cluster").matches(" live ").count() < 3)
+    {
+        assert!(Instant::now() < deadline, "three live brokers");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    create_topic(&nodes[1]);
+    let placed = until(&nodes, &all, "placed and in sync", all_in_sync);
+    // Kafka's placement: preferred leaders on distinct brokers.
+    let leaders: BTreeSet<u32> = placed.values().filter_map(|p| p.0).collect();
+    assert_eq!(leaders.len(), 3, "leaders spread: {placed:?}");
+
+    // Metadata over the Kafka protocol, from any node, names all three
+    // brokers and each partition's leader, replicas and ISR.
+    let mut s = kafka_wire::connect(nodes[2].kafka_addr());
+    let md: MetadataResponse = kafka_wire::call(
+        &mut s,
+        ApiKey::Metadata,
+        9,
+        &MetadataRequest::default().with_topics(None),
+    );
+    let mut brokers: Vec<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
+    brokers.sort_unstable();
+    assert_eq!(brokers, vec![1, 2, 3]);
+    let t = md
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == TOPIC))
+        .expect("the topic");
+    for p in &t.partitions {
+        let (leader, _, replicas, isr) = &placed[&(p.partition_index as u32)];
+        assert_eq!(p.leader_id.0, leader.map_or(-1, |l| l as i32));
+        let r: Vec<u32> = p.replica_nodes.iter().map(|b| b.0 as u32).collect();
+        assert_eq!(&r, replicas);
+        let mut i: Vec<u32> = p.isr_nodes.iter().map(|b| b.0 as u32).collect();
+        let mut want = isr.clone();
+        i.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(i, want);
+    }
+
+    // Kill the leader of each partition in turn while producing.
+    let mut produced = Vec::new();
+    for round in 0..PARTITIONS {
+        let now = until(&nodes, &all, "in sync before a kill", all_in_sync);
+        let victim = now[&round].0.expect("a leader") as usize - 1;
+        let old_epoch = now[&round].1;
+        let lines: Vec<String> = (0..600).map(|i| format!("r{round}-{i}")).collect();
+        let rest: Vec<usize> = all.iter().copied().filter(|&i| i != victim).collect();
+        let bootstrap = nodes.iter().map(Broker::bootstrap).collect::<Vec<_>>().join(",");
+        produce(&bootstrap, &lines, || nodes[victim].kill9());
+        produced.extend(lines);
+        let moved = until(&nodes, &rest, "a new leader", |p| {
+            p[&round].0.is_some_and(|l| l as usize - 1 != victim) && p[&round].1 > old_epoch
+        });
+        assert!(
+            !moved[&round].3.contains(&(victim as u32 + 1)),
+            "the dead node left the ISR"
+        );
+        let got: BTreeSet<String> = consume(&nodes, &rest).into_iter().collect();
+        let lost: Vec<&String> = produced.iter().filter(|l| !got.contains(*l)).collect();
+        assert!(
+            lost.is_empty(),
+            "acknowledged and lost after killing node {}: {lost:?}",
+            victim + 1
+        );
+        nodes[victim].restart();
+    }
+    until(&nodes, &all, "everyone back in sync", all_in_sync);
+
+    // A divergent tail: with both followers frozen, the leader of
+    // partition 0 takes acks=1 records only it holds, and dies. The others
+    // elect a new leader at a new epoch and go on; the old leader comes
+    // back, learns from the new one where its epoch ended, truncates what
+    // it alone had, and catches up.
+    let now = until(&nodes, &all, "in sync before the divergence", all_in_sync);
+    let old = now[&0].0.expect("a leader") as usize - 1;
+    let followers: Vec<usize> = all.iter().copied().filter(|&i| i != old).collect();
+    for &f in &followers {
+        nodes[f].signal(libc::SIGSTOP);
+    }
+    // Fetches the followers had waiting at the leader are answered (empty)
+    // within the fetch wait (500 ms): nothing new reaches them after this.
+    // (Frozen for less than the session timeout, so nobody is fenced.)
+    std::thread::sleep(Duration::from_millis(700));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["produce", "--topic", TOPIC, "--acks", "1", "--key-separator", ","])
+        .args(["--bootstrap", &nodes[old].bootstrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("sluice produce runs");
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        // Keys that land on partition 0 are not known here: write many.
+        for i in 0..300 {
+            writeln!(stdin, "{i},alone-{i}").expect("write");
+        }
+    }
+    // acks=1 needs the leader alone; other partitions' leaders may be
+    // frozen, so the producer is not waited for, only given time.
+    let before = batches_on_disk(nodes[old].data_dir(), 0).len();
+    let deadline = Instant::now() + WAIT;
+    while batches_on_disk(nodes[old].data_dir(), 0).len() == before {
+        assert!(Instant::now() < deadline, "the old leader appends alone");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nodes[old].kill9();
+    let _ = child.kill();
+    let _ = child.wait();
+    for &f in &followers {
+        nodes[f].signal(libc::SIGCONT);
+    }
+    until(&nodes, &followers, "a leader after the divergence", |p| {
+        p[&0].0.is_some_and(|l| l as usize - 1 != old) && p[&0].1 > now[&0].1
+    });
+    let lines: Vec<String> = (0..300).map(|i| format!("after-{i}")).collect();
+    let bootstrap = followers
+        .iter()
+        .map(|&i| nodes[i].bootstrap())
+        .collect::<Vec<_>>()
+        .join(",");
+    produce(&bootstrap, &lines, || {});
+    produced.extend(lines);
+    nodes[old].restart();
+    until(&nodes, &all, "the old leader truncated and rejoined", all_in_sync);
+    let got: BTreeSet<String> = consume(&nodes, &all).into_iter().collect();
+    assert!(produced.iter().all(|l| got.contains(l)), "every acknowledged record");
+
+    // Quiet now: stop every node cleanly, and compare the replicas.
+    for n in &mut nodes {
+        assert_eq!(n.stop(), 0, "clean stop");
+    }
+    for p in 0..PARTITIONS {
+        let logs: Vec<Vec<Vec<u8>>> = nodes.iter().map(|n| batches_on_disk(n.data_dir(), p)).collect();
+        assert!(!logs[0].is_empty(), "partition {p} holds data");
+        for (i, log) in logs.iter().enumerate().skip(1) {
+            assert!(
+                log == &logs[0],
+                "partition {p}: node {} holds {} batches, node 1 holds {}",
+                i + 1,
+                log.len(),
+                logs[0].len()
+            );
+        }
+    }
+}
