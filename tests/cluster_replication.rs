@@ -11,13 +11,13 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{kafka_wire, start_cluster, until_agreed, wait_bounded, Broker};
+use common::{kafka_wire, start_cluster, until_agreed, wait_bounded, Broker, Partitions};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest, MetadataResponse, TopicName,
@@ -28,33 +28,8 @@ const WAIT: Duration = Duration::from_secs(60);
 const TOPIC: &str = "replicated";
 const PARTITIONS: u32 = 3;
 
-/// (leader, epoch, replicas, isr) by partition, as `GET /cluster` shows.
-type Partitions = BTreeMap<u32, (Option<u32>, i32, Vec<u32>, Vec<u32>)>;
-
-fn ids(text: &str) -> Vec<u32> {
-    text.trim_matches(|c| c == '[' || c == ']')
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect()
-}
-
 fn partitions(b: &Broker) -> Partitions {
-    let text = b.http_get("/cluster");
-    let mut out = Partitions::new();
-    for line in text.lines() {
-        // partition T-P leader L epoch E replicas [..] isr [..]
-        let Some(rest) = line.strip_prefix(&format!("partition {TOPIC}-")) else {
-            continue;
-        };
-        let (p, rest) = rest.split_once(' ').expect("partition line");
-        let (head, isr) = rest.split_once(" isr ").expect("isr");
-        let (head, replicas) = head.split_once(" replicas ").expect("replicas");
-        let w: Vec<&str> = head.split_whitespace().collect();
-        let leader = w[1].parse().ok();
-        let epoch = w[3].parse().expect("epoch");
-        out.insert(p.parse().expect("p"), (leader, epoch, ids(replicas), ids(isr)));
-    }
-    out
+    b.cluster_partitions(TOPIC)
 }
 
 /// Polls until the nodes in `up` agree on the partitions and `ok` holds.
@@ -63,15 +38,7 @@ fn until(nodes: &[Broker], up: &[usize], what: &str, ok: impl Fn(&Partitions) ->
 }
 
 fn all_in_sync(p: &Partitions) -> bool {
-    p.len() == PARTITIONS as usize
-        && p.values().all(|(leader, _, replicas, isr)| {
-            leader.is_some() && replicas.len() == 3 && {
-                let (mut r, mut i) = (replicas.clone(), isr.clone());
-                r.sort_unstable();
-                i.sort_unstable();
-                r == i
-            }
-        })
+    common::all_in_sync(p, PARTITIONS as usize, 3)
 }
 
 /// Produces `lines` with acks=all through the CLI (bootstrapping from

@@ -48,15 +48,7 @@ fn librdkafka_producer_rides_through_a_broker_crash_without_losing_acknowledged_
     let stdout = child.stdout.take().expect("piped stdout");
     // The script bounds every wait itself; this only keeps a hung client
     // from hanging the suite.
-    let pid = child.id() as i32;
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        if done_rx.recv_timeout(SCRIPT_TIMEOUT).is_err() {
-            // SAFETY: signalling our own child, which is not reaped before
-            // this thread is joined, so the pid cannot have been reused.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    });
+    let watchdog = common::Watchdog::arm(&child, SCRIPT_TIMEOUT);
     let mut crashed = false;
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("script output");
@@ -67,9 +59,7 @@ fn librdkafka_producer_rides_through_a_broker_crash_without_losing_acknowledged_
             crashed = true;
         }
     }
-    // Disarm the watchdog before reaping, so it can never signal a reused pid.
-    let _ = done_tx.send(());
-    let _ = watchdog.join();
+    watchdog.disarm();
     let status = wait_bounded(&mut child, "confluent_restart.py", SCRIPT_TIMEOUT);
     assert!(crashed, "the script never reported a third acknowledged");
     assert!(status.success(), "confluent_restart.py failed: {status}");

@@ -388,3 +388,98 @@ pub fn until_agreed<T: PartialEq + Clone + std::fmt::Debug>(
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// (leader, epoch, replicas, isr) by partition, as `GET /cluster` shows.
+pub type Partitions = std::collections::BTreeMap<u32, (Option<u32>, i32, Vec<u32>, Vec<u32>)>;
+
+fn node_ids(text: &str) -> Vec<u32> {
+    text.trim_matches(|c| c == '[' || c == ']')
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+impl Broker {
+    /// `topic`'s partitions as this node's `GET /cluster` shows them.
+    pub fn cluster_partitions(&self, topic: &str) -> Partitions {
+        let text = self.http_get("/cluster");
+        let mut out = Partitions::new();
+        for line in text.lines() {
+            // partition T-P leader L epoch E replicas [..] isr [..]
+            let Some(rest) = line.strip_prefix(&format!("partition {topic}-")) else {
+                continue;
+            };
+            let (p, rest) = rest.split_once(' ').expect("partition line");
+            let (head, isr) = rest.split_once(" isr ").expect("isr");
+            let (head, replicas) = head.split_once(" replicas ").expect("replicas");
+            let w: Vec<&str> = head.split_whitespace().collect();
+            let leader = w[1].parse().ok();
+            let epoch = w[3].parse().expect("epoch");
+            out.insert(
+                p.parse().expect("p"),
+                (leader, epoch, node_ids(replicas), node_ids(isr)),
+            );
+        }
+        out
+    }
+}
+
+/// Waits until every node sees every node registered and live.
+pub fn until_all_live(nodes: &[Broker], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while nodes
+        .iter()
+        .any(|n| n.http_get("/cluster").matches(" live ").count() < nodes.len())
+    {
+        assert!(Instant::now() < deadline, "every broker live on every node");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether every partition has a leader and its whole replica set in sync.
+pub fn all_in_sync(p: &Partitions, partitions: usize, rf: usize) -> bool {
+    p.len() == partitions
+        && p.values().all(|(leader, _, replicas, isr)| {
+            leader.is_some() && replicas.len() == rf && {
+                let (mut r, mut i) = (replicas.clone(), isr.clone());
+                r.sort_unstable();
+                i.sort_unstable();
+                r == i
+            }
+        })
+}
+
+/// Kills a child process with SIGKILL if it is still running after a
+/// time limit, unless disarmed first: keeps a hung client from hanging
+/// the suite while the test reads its output.
+pub struct Watchdog {
+    disarm: std::sync::mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    pub fn arm(child: &Child, limit: Duration) -> Watchdog {
+        let pid = child.id() as i32;
+        let (disarm, armed) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            if armed.recv_timeout(limit).is_err() {
+                // SAFETY: signalling our own child, which is not reaped
+                // before this watchdog is disarmed (joined), so the pid
+                // cannot have been reused.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        });
+        Watchdog {
+            disarm,
+            thread: Some(thread),
+        }
+    }
+
+    /// Call before reaping the child, so it can never signal a reused pid.
+    pub fn disarm(mut self) {
+        let _ = self.disarm.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -16,50 +16,13 @@ partition. Exit code 0 means every check passed.
 import sys
 import time
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
+from crash_producer import fail, produce_through_crash
 
 BOOTSTRAP, TOPIC, COUNT = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
 
-def fail(msg):
-    print(f"FAIL: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
-acked, failed = set(), []
-
-
-def report(err, msg):
-    if err is None:
-        acked.add(msg.key().decode())
-    else:
-        failed.append(str(err))
-
-
-p = Producer(
-    {
-        "bootstrap.servers": BOOTSTRAP,
-        "enable.idempotence": True,
-        "linger.ms": 2,
-        "message.timeout.ms": 60000,
-        "reconnect.backoff.ms": 50,
-        "reconnect.backoff.max.ms": 500,
-    }
-)
-said_half = False
-for i in range(COUNT):
-    p.produce(TOPIC, key=f"r{i}".encode(), value=f"v{i}".encode(), on_delivery=report)
-    p.poll(0)
-    if not said_half and len(acked) >= COUNT // 3:
-        print("HALF", flush=True)
-        said_half = True
-    time.sleep(0.001)
-left = p.flush(90)
-if not said_half:
-    fail("never reached a third acknowledged before the end")
-if left:
-    fail(f"{left} records without a delivery report")
-print(f"acknowledged {len(acked)}, failed {len(failed)}", file=sys.stderr)
+acked = produce_through_crash(BOOTSTRAP, TOPIC, COUNT)
 
 c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": "restart-check", "enable.auto.commit": False})
 parts = c.list_topics(TOPIC, timeout=30).topics[TOPIC].partitions
@@ -89,8 +52,6 @@ while len(done) < len(ends):
     if msg.offset() + 1 >= ends[msg.partition()]:
         done.add(msg.partition())
 c.close()
-if failed:
-    fail(f"{len(failed)} records failed, e.g. {failed[:3]}")
 lost = acked - set(seen)
 if lost:
     fail(f"{len(lost)} acknowledged records lost, e.g. {sorted(lost)[:5]}")
