@@ -37,6 +37,11 @@ pub struct ServeArgs {
     /// traffic). Cluster mode only, with --voters.
     #[arg(long)]
     pub cluster_addr: Option<SocketAddr>,
+    /// HOST:PORT other nodes reach this node's inter-broker listener at,
+    /// as its entry in --voters names it (behind a proxy or NAT). Default:
+    /// --cluster-addr.
+    #[arg(long)]
+    pub cluster_advertised_addr: Option<String>,
     /// The controller quorum: ID@HOST:PORT,... naming each voter's cluster
     /// address (KRaft's controller.quorum.voters). Without it the node
     /// runs alone, as by default.
@@ -84,6 +89,7 @@ struct FileConfig {
     kafka_advertised_addr: Option<String>,
     node_id: Option<u32>,
     cluster_addr: Option<SocketAddr>,
+    cluster_advertised_addr: Option<String>,
     voters: Option<String>,
     metrics_addr: Option<SocketAddr>,
     shards: Option<usize>,
@@ -242,6 +248,7 @@ impl ServeConfig {
         let mut advertised: Option<String> = None;
         let (mut node_id, mut cluster_addr, mut voters): (Option<u32>, Option<SocketAddr>, Option<String>) =
             (None, None, None);
+        let mut cluster_advertised: Option<String> = None;
         if let Some(path) = &args.config {
             let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
             let file: FileConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -258,6 +265,7 @@ impl ServeConfig {
             advertised = file.kafka_advertised_addr.clone();
             node_id = file.node_id.or(node_id);
             cluster_addr = file.cluster_addr.or(cluster_addr);
+            cluster_advertised = file.cluster_advertised_addr.clone();
             voters = file.voters.clone().or(voters);
             take!(metrics_addr);
             take!(shards);
@@ -321,6 +329,7 @@ impl ServeConfig {
             cfg.replica_lag_time_max_ms = v;
         }
         cluster_addr = args.cluster_addr.or(cluster_addr);
+        cluster_advertised = args.cluster_advertised_addr.clone().or(cluster_advertised);
         voters = args.voters.clone().or(voters);
         if let Some(v) = args.metrics_addr {
             cfg.metrics_addr = v;
@@ -341,7 +350,7 @@ impl ServeConfig {
         if let Some(id) = node_id {
             cfg.node_id = i32::try_from(id).map_err(|_| format!("node id {id} is above {}", i32::MAX))?;
         }
-        cfg.cluster = ClusterSettings::resolve(node_id, cluster_addr, voters.as_deref())?;
+        cfg.cluster = ClusterSettings::resolve(node_id, cluster_addr, cluster_advertised, voters.as_deref())?;
         cfg.kafka_advertised = match advertised {
             Some(text) => parse_host_port(&text).map_err(|e| format!("kafka_advertised_addr {text:?}: {e}"))?,
             None if cfg.kafka_addr.ip().is_unspecified() => (host_name()?, cfg.kafka_addr.port()),
@@ -390,6 +399,9 @@ impl ServeConfig {
 pub struct ClusterSettings {
     pub node_id: u32,
     pub cluster_addr: SocketAddr,
+    /// How other nodes reach the inter-broker listener: this node's entry
+    /// in the voters.
+    pub cluster_advertised: String,
     pub voters: Vec<crate::cluster::identity::Voter>,
 }
 
@@ -399,6 +411,7 @@ impl ClusterSettings {
     fn resolve(
         node_id: Option<u32>,
         cluster_addr: Option<SocketAddr>,
+        advertised: Option<String>,
         voters: Option<&str>,
     ) -> Result<Option<ClusterSettings>, String> {
         let (cluster_addr, voters) = match (cluster_addr, voters) {
@@ -410,19 +423,27 @@ impl ClusterSettings {
         let me = voters.iter().find(|v| v.id == node_id).ok_or_else(|| {
             format!("node {node_id} is not among the voters; brokers that are not voters are not supported yet")
         })?;
-        let port_matches = me
-            .addr
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p == cluster_addr.port().to_string());
-        if !port_matches {
+        // A typo here would leave the node unreachable: the voter entry
+        // must name the advertised address (by default, the listener's).
+        let advertised = match advertised {
+            Some(a) => {
+                parse_host_port(&a).map_err(|e| format!("--cluster-advertised-addr {a:?}: {e}"))?;
+                a
+            }
+            None => cluster_addr.to_string(),
+        };
+        let port = |a: &str| a.rsplit_once(':').map(|(_, p)| p.to_string());
+        if port(&me.addr) != port(&advertised) {
             return Err(format!(
-                "--voters names {}@{} but --cluster-addr is {cluster_addr}",
+                "--voters names {}@{} but this node is reached at {advertised} (--cluster-addr, or \
+                 --cluster-advertised-addr)",
                 me.id, me.addr
             ));
         }
         Ok(Some(ClusterSettings {
             node_id,
             cluster_addr,
+            cluster_advertised: me.addr.clone(),
             voters,
         }))
     }

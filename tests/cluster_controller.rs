@@ -7,7 +7,8 @@
 //! node, before and after the failover, are unique across the cluster
 //! (blocks handed out by the quorum, through the controller); and a
 //! node started on another node's data directory refuses to start and
-//! touches nothing. Read through `sluice cluster describe` on each node.
+//! touches nothing; topic creation works through the new controller.
+//! Read through `sluice cluster describe` on each node.
 
 mod common;
 
@@ -143,6 +144,22 @@ fn the_quorum_registers_brokers_fails_over_fences_and_readmits() {
     });
     assert_eq!(after.brokers.len(), 3);
     ids_are_unique(&nodes, &rest, &mut ids);
+    // Topic creation goes through the new controller: placed over the
+    // live brokers only.
+    let code = kafka_wire::create_topic(nodes[rest[0]].kafka_addr(), "after-failover", 2, 2, None);
+    assert_eq!(code, 0, "created after the controller failed over");
+    let placed = until_agreed(
+        &nodes,
+        &rest,
+        "the new topic placed",
+        WAIT,
+        |b| b.cluster_partitions("after-failover"),
+        |p| p.len() == 2 && p.values().all(|(l, _, r, _)| l.is_some() && r.len() == 2),
+    );
+    assert!(
+        placed.values().all(|(_, _, r, _)| !r.contains(&old)),
+        "no replica on the dead node: {placed:?}"
+    );
 
     // Restarted, it rejoins by itself, as a new incarnation.
     nodes[dead].restart();

@@ -13,16 +13,11 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{kafka_wire, start_cluster, until_agreed, wait_bounded, Broker, Partitions};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest, MetadataResponse, TopicName,
-};
-use kafka_protocol::protocol::StrBytes;
+use common::{batches_on_disk, kafka_wire, start_cluster, until_agreed, wait_bounded, Broker, Partitions};
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 
 const WAIT: Duration = Duration::from_secs(60);
 const TOPIC: &str = "replicated";
@@ -97,56 +92,12 @@ fn consume(nodes: &[Broker], up: &[usize]) -> Vec<String> {
     out.lines().map(str::to_string).collect()
 }
 
-/// The record batches of one partition's log on disk, in order, each as
-/// its bytes (the last block of a segment is zero-padded: padding ends
-/// the walk).
-fn batches_on_disk(data_dir: &Path, partition: u32) -> Vec<Vec<u8>> {
-    let dir = data_dir.join(format!("{TOPIC}-{partition}"));
-    let mut segments: Vec<_> = std::fs::read_dir(&dir)
-        .expect("partition dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    segments.sort();
-    let mut out = Vec::new();
-    for seg in segments {
-        let bytes = std::fs::read(&seg).expect("segment");
-        let mut at = 0;
-        while at + 12 <= bytes.len() {
-            let len = i32::from_be_bytes(bytes[at + 8..at + 12].try_into().expect("4 bytes"));
-            if len <= 0 || at + 12 + len as usize > bytes.len() {
-                break;
-            }
-            out.push(bytes[at..at + 12 + len as usize].to_vec());
-            at += 12 + len as usize;
-        }
-    }
-    out
-}
-
 fn create_topic(b: &Broker) {
-    let mut s = kafka_wire::connect(b.kafka_addr());
-    let topic = CreatableTopic::default()
-        .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
-        .with_num_partitions(PARTITIONS as i32)
-        .with_replication_factor(3)
-        .with_configs(vec![CreatableTopicConfig::default()
-            .with_name(StrBytes::from_static_str("min.insync.replicas"))
-            .with_value(Some(StrBytes::from_static_str("2")))]);
-    let req = CreateTopicsRequest::default()
-        .with_topics(vec![topic])
-        .with_timeout_ms(30_000);
-    let resp: CreateTopicsResponse = kafka_wire::call(&mut s, ApiKey::CreateTopics, 5, &req);
-    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0].error_message);
+    let code = kafka_wire::create_topic(b.kafka_addr(), TOPIC, PARTITIONS as i32, 3, Some("2"));
+    assert_eq!(code, 0, "created");
     // Too many copies for three brokers: refused, as Kafka does.
-    let req = CreateTopicsRequest::default()
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(TopicName(StrBytes::from_static_str("too-many-copies")))
-            .with_num_partitions(1)
-            .with_replication_factor(4)])
-        .with_timeout_ms(30_000);
-    let resp: CreateTopicsResponse = kafka_wire::call(&mut s, ApiKey::CreateTopics, 5, &req);
-    assert_eq!(resp.topics[0].error_code, 38, "INVALID_REPLICATION_FACTOR");
+    let code = kafka_wire::create_topic(b.kafka_addr(), "too-many-copies", 1, 4, None);
+    assert_eq!(code, 38, "INVALID_REPLICATION_FACTOR");
 }
 
 #[test]
@@ -267,9 +218,9 @@ fn acks_all_survives_each_leader_kill_and_replicas_converge() {
     }
     // acks=1 needs the leader alone; other partitions' leaders may be
     // frozen, so the producer is not waited for, only given time.
-    let before = batches_on_disk(nodes[old].data_dir(), 0).len();
+    let before = batches_on_disk(nodes[old].data_dir(), TOPIC, 0).len();
     let deadline = Instant::now() + WAIT;
-    while batches_on_disk(nodes[old].data_dir(), 0).len() == before {
+    while batches_on_disk(nodes[old].data_dir(), TOPIC, 0).len() == before {
         assert!(Instant::now() < deadline, "the old leader appends alone");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -300,7 +251,7 @@ fn acks_all_survives_each_leader_kill_and_replicas_converge() {
         assert_eq!(n.stop(), 0, "clean stop");
     }
     for p in 0..PARTITIONS {
-        let logs: Vec<Vec<Vec<u8>>> = nodes.iter().map(|n| batches_on_disk(n.data_dir(), p)).collect();
+        let logs: Vec<Vec<Vec<u8>>> = nodes.iter().map(|n| batches_on_disk(n.data_dir(), TOPIC, p)).collect();
         assert!(!logs[0].is_empty(), "partition {p} holds data");
         for (i, log) in logs.iter().enumerate().skip(1) {
             assert!(

@@ -46,6 +46,8 @@ pub enum ShardMsg {
         topic: String,
         partition: u32,
         acks: Acks,
+        /// acks=all in a cluster waits for the ISR until then.
+        deadline: Instant,
         records: Bytes,
         reply: Reply<ProducePartitionResponse>,
     },
@@ -384,10 +386,11 @@ impl Shard {
                 topic,
                 partition,
                 acks,
+                deadline,
                 records,
                 reply,
             } => {
-                let _ = reply.send(self.produce_local(&topic, partition, acks, &records).await);
+                let _ = reply.send(self.produce_local(&topic, partition, acks, deadline, &records).await);
             }
             ShardMsg::Fetch {
                 topic,
@@ -511,7 +514,14 @@ impl Shard {
                 };
                 Response::CreatePartitions { topics }
             }
-            Request::Produce { acks, topics, .. } => self.produce(acks, topics).await,
+            Request::Produce {
+                acks,
+                timeout_ms,
+                topics,
+            } => {
+                let deadline = Instant::now() + Duration::from_millis(u64::from(timeout_ms));
+                self.produce(acks, deadline, topics).await
+            }
             Request::Fetch {
                 max_wait_ms,
                 min_bytes,
@@ -547,11 +557,12 @@ impl Shard {
         topic: &str,
         partition: u32,
         acks: Acks,
+        deadline: Instant,
         records: &Bytes,
     ) -> ProducePartitionResponse {
         let started = Instant::now();
         let resp = match self.partition(topic, partition) {
-            Some(p) => p.produce(records, acks).await,
+            Some(p) => p.produce(records, acks, deadline).await,
             None => ProducePartitionResponse {
                 error: self.absent(topic, partition),
                 ..unknown_produce(partition)
@@ -605,6 +616,7 @@ impl Shard {
         topic: String,
         partition: u32,
         acks: Acks,
+        deadline: Instant,
         records: Bytes,
     ) -> ProducePartitionResponse {
         if topic == OFFSETS_TOPIC {
@@ -619,12 +631,13 @@ impl Shard {
                 error: self.absent(&topic, partition),
                 ..unknown_produce(partition)
             },
-            Some(s) if s as usize == self.id => self.produce_local(&topic, partition, acks, &records).await,
+            Some(s) if s as usize == self.id => self.produce_local(&topic, partition, acks, deadline, &records).await,
             Some(s) => self
                 .call(s, |reply| ShardMsg::Produce {
                     topic,
                     partition,
                     acks,
+                    deadline,
                     records,
                     reply,
                 })
@@ -633,13 +646,21 @@ impl Shard {
         }
     }
 
-    async fn produce(self: &Rc<Self>, acks: Acks, topics: Vec<ProduceTopic>) -> Response {
+    async fn produce(self: &Rc<Self>, acks: Acks, deadline: Instant, topics: Vec<ProduceTopic>) -> Response {
         let mut tasks = Vec::new();
         for t in topics {
             let parts = t
                 .partitions
                 .into_iter()
-                .map(|p| glommio::spawn_local(self.clone().produce_one(t.name.clone(), p.partition, acks, p.records)))
+                .map(|p| {
+                    glommio::spawn_local(self.clone().produce_one(
+                        t.name.clone(),
+                        p.partition,
+                        acks,
+                        deadline,
+                        p.records,
+                    ))
+                })
                 .collect::<Vec<_>>();
             tasks.push((t.name, parts));
         }

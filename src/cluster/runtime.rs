@@ -152,7 +152,7 @@ impl Cluster {
         let endpoints = BrokerEndpoints {
             kafka: format!("{}:{}", cfg.kafka_advertised.0, cfg.kafka_advertised.1),
             native: cfg.native_addr.to_string(),
-            cluster: settings.cluster_addr.to_string(),
+            cluster: settings.cluster_advertised.clone(),
         };
         let incarnation = incarnation();
         view.set_incarnation(incarnation);

@@ -69,3 +69,30 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
     stream
 }
+
+/// CreateTopics v5 for one topic with `rf` copies and min.insync.replicas
+/// `min_insync` (None: the broker's defaults); returns the topic's error
+/// code.
+pub fn create_topic(addr: SocketAddr, name: &str, partitions: i32, rf: i16, min_insync: Option<&str>) -> i16 {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let mut s = connect(addr);
+    let configs = min_insync
+        .map(|v| {
+            vec![CreatableTopicConfig::default()
+                .with_name(StrBytes::from_static_str("min.insync.replicas"))
+                .with_value(Some(StrBytes::from_string(v.to_string())))]
+        })
+        .unwrap_or_default();
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(name.to_string())))
+        .with_num_partitions(partitions)
+        .with_replication_factor(rf)
+        .with_configs(configs);
+    let req = CreateTopicsRequest::default()
+        .with_topics(vec![topic])
+        .with_timeout_ms(30_000);
+    let resp: CreateTopicsResponse = call(&mut s, ApiKey::CreateTopics, 5, &req);
+    resp.topics[0].error_code
+}

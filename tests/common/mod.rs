@@ -483,3 +483,30 @@ impl Watchdog {
         }
     }
 }
+
+/// The record batches of one partition's log on disk, in order, each as
+/// its bytes (the last block of a segment is zero-padded: padding ends
+/// the walk). For comparing replicas byte for byte.
+pub fn batches_on_disk(data_dir: &Path, topic: &str, partition: u32) -> Vec<Vec<u8>> {
+    let dir = data_dir.join(format!("{topic}-{partition}"));
+    let mut segments: Vec<_> = std::fs::read_dir(&dir)
+        .expect("partition dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    segments.sort();
+    let mut out = Vec::new();
+    for seg in segments {
+        let bytes = std::fs::read(&seg).expect("segment");
+        let mut at = 0;
+        while at + 12 <= bytes.len() {
+            let len = i32::from_be_bytes(bytes[at + 8..at + 12].try_into().expect("4 bytes"));
+            if len <= 0 || at + 12 + len as usize > bytes.len() {
+                break;
+            }
+            out.push(bytes[at..at + 12 + len as usize].to_vec());
+            at += 12 + len as usize;
+        }
+    }
+    out
+}

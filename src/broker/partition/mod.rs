@@ -26,10 +26,6 @@ pub use replication::{Replica, RoleChange, RoleUpdate};
 
 use crate::cluster::replica::NodeId;
 
-/// How long an acks=all produce waits for the ISR before it is answered
-/// REQUEST_TIMED_OUT (Kafka's request.timeout.ms default).
-const REPLICATION_WAIT: Duration = Duration::from_secs(30);
-
 /// The log configuration for a topic with `config` over broker defaults.
 pub fn log_config(config: &TopicConfig, defaults: &TopicConfig, cache_bytes_max: usize) -> LogConfig {
     let base = LogConfig::default();
@@ -131,8 +127,9 @@ impl Partition {
     /// other producer). On a single node the leader is the whole ISR; in
     /// a cluster acks=all also waits until every ISR member has the
     /// batches, and is refused before anything is appended when the ISR is
-    /// smaller than min.insync.replicas.
-    pub async fn produce(&self, records: &Bytes, acks: Acks) -> ProducePartitionResponse {
+    /// smaller than min.insync.replicas. That wait ends at `deadline` (the
+    /// request's timeout) with REQUEST_TIMED_OUT.
+    pub async fn produce(&self, records: &Bytes, acks: Acks, deadline: Instant) -> ProducePartitionResponse {
         let fail = |error| ProducePartitionResponse {
             partition: self.index,
             error,
@@ -202,10 +199,7 @@ impl Partition {
         }
         self.on_leader_append();
         if acks == Acks::All {
-            if let Err(code) = self
-                .wait_replicated(end, epoch, Instant::now() + REPLICATION_WAIT)
-                .await
-            {
+            if let Err(code) = self.wait_replicated(end, epoch, deadline).await {
                 return fail(code);
             }
             if self.hw_is_durable {
