@@ -70,6 +70,14 @@ pub enum ClusterCommand {
         #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9644")]
         metrics_addr: String,
     },
+    /// Move each partition's leadership back to its preferred replica
+    /// (the first) where that replica is live and in sync, now rather than
+    /// at the controller's next periodic check.
+    ElectLeaders {
+        /// The node's metrics endpoint (`--metrics-addr` of `serve`).
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9644")]
+        metrics_addr: String,
+    },
 }
 
 /// `sluice group ...`
@@ -886,14 +894,18 @@ fn print_record<W: Write>(out: &mut W, r: &crate::client::ConsumedRecord, sep: O
     out.write_all(b"\n")
 }
 
-/// `sluice cluster describe`: the node's `GET /cluster`, printed.
+/// `sluice cluster describe` (the node's `GET /cluster`, printed) and
+/// `sluice cluster elect-leaders` (`POST /cluster/elect-leaders`).
 fn cluster(cmd: ClusterCommand) -> Result<(), Failure> {
     use std::io::Read;
-    let ClusterCommand::Describe { metrics_addr } = cmd;
+    let (metrics_addr, request) = match cmd {
+        ClusterCommand::Describe { metrics_addr } => (metrics_addr, "GET /cluster"),
+        ClusterCommand::ElectLeaders { metrics_addr } => (metrics_addr, "POST /cluster/elect-leaders"),
+    };
     let failed = |e: std::io::Error| Failure::Failed(format!("{metrics_addr}: {e}"));
     let mut s = std::net::TcpStream::connect(metrics_addr.as_str()).map_err(failed)?;
     s.set_read_timeout(Some(Duration::from_secs(10))).map_err(failed)?;
-    s.write_all(b"GET /cluster HTTP/1.1\r\nHost: sluice\r\n\r\n")
+    s.write_all(format!("{request} HTTP/1.1\r\nHost: sluice\r\nContent-Length: 0\r\n\r\n").as_bytes())
         .map_err(failed)?;
     let mut text = String::new();
     s.read_to_string(&mut text).map_err(failed)?;

@@ -64,6 +64,11 @@ pub struct ServeArgs {
     /// Default 30000.
     #[arg(long)]
     pub replica_lag_time_max_ms: Option<u64>,
+    /// Cluster mode: how often the controller moves leadership back to
+    /// each partition's preferred replica when it is in sync (Kafka's
+    /// leader.imbalance.check.interval; 0: never). Default 30000.
+    #[arg(long)]
+    pub leader_imbalance_check_interval_ms: Option<u64>,
     /// Prometheus metrics endpoint.
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
@@ -118,6 +123,7 @@ struct FileConfig {
     default_replication_factor: Option<usize>,
     min_insync_replicas: Option<u16>,
     replica_lag_time_max_ms: Option<u64>,
+    leader_imbalance_check_interval_ms: Option<u64>,
 }
 
 /// The broker's resolved configuration.
@@ -184,6 +190,8 @@ pub struct ServeConfig {
     pub default_min_insync_replicas: u16,
     /// Cluster mode: Kafka's replica.lag.time.max.ms.
     pub replica_lag_time_max_ms: u64,
+    /// Cluster mode: preferred-leader elections every this long (0: off).
+    pub leader_imbalance_check_interval_ms: u64,
 }
 
 impl Default for ServeConfig {
@@ -225,6 +233,7 @@ impl Default for ServeConfig {
             default_replication_factor: 3,
             default_min_insync_replicas: 1,
             replica_lag_time_max_ms: 30_000,
+            leader_imbalance_check_interval_ms: 30_000,
         }
     }
 }
@@ -287,6 +296,7 @@ impl ServeConfig {
             take!(broker_session_timeout_ms);
             take!(default_replication_factor);
             take!(replica_lag_time_max_ms);
+            take!(leader_imbalance_check_interval_ms);
             if let Some(v) = file.min_insync_replicas {
                 cfg.default_min_insync_replicas = v;
             }
@@ -327,6 +337,9 @@ impl ServeConfig {
         }
         if let Some(v) = args.replica_lag_time_max_ms {
             cfg.replica_lag_time_max_ms = v;
+        }
+        if let Some(v) = args.leader_imbalance_check_interval_ms {
+            cfg.leader_imbalance_check_interval_ms = v;
         }
         cluster_addr = args.cluster_addr.or(cluster_addr);
         cluster_advertised = args.cluster_advertised_addr.clone().or(cluster_advertised);

@@ -7,7 +7,9 @@
 //! followers cannot fetch); the majority fences it, elects a new leader at
 //! a newer epoch and goes on serving. After healing, the old leader
 //! follows the new one, truncates the write nobody acknowledged, and
-//! there is one leader and one history.
+//! there is one leader and one history; once in sync again, the preferred
+//! replica gets its leadership back by itself (the controller's periodic
+//! preferred-leader election).
 
 mod common;
 
@@ -234,6 +236,8 @@ fn an_isolated_leader_cannot_acknowledge_and_the_majority_goes_on() {
                     "2000",
                     "--replica-lag-time-max-ms",
                     "2000",
+                    "--leader-imbalance-check-interval-ms",
+                    "1000",
                 ],
             )
         })
@@ -288,12 +292,20 @@ fn an_isolated_leader_cannot_acknowledge_and_the_majority_goes_on() {
         code == 6 || code == 7,
         "the isolated leader's acks=all write is refused (NOT_LEADER_OR_FOLLOWER or REQUEST_TIMED_OUT), not {code}"
     );
-    let healed = until_agreed(&nodes, &all, "one leader, all in sync", WAIT, partitions, |p| {
-        all_in_sync(p, 1, 3)
-    });
-    assert_eq!(healed[&0].0, after[&0].0, "the majority's leader stays");
+    // Once back in sync, the preferred replica (the first, which led at
+    // the start) gets its leadership back by itself, at a newer epoch.
+    let healed = until_agreed(
+        &nodes,
+        &all,
+        "the preferred leader back, all in sync",
+        WAIT,
+        partitions,
+        |p| all_in_sync(p, 1, 3) && p[&0].0 == p[&0].2.first().copied() && p[&0].1 > after[&0].1,
+    );
+    assert_eq!(healed[&0].0, before[&0].0, "the preferred replica led at the start");
     // One history: what was acknowledged, and not the isolated write.
-    let v = values(&nodes[new]);
+    let leader = healed[&0].0.expect("a leader") as usize - 1;
+    let v = values(&nodes[leader]);
     assert_eq!(
         v,
         vec!["before".to_string(), "majority".to_string()],

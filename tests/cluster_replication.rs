@@ -6,8 +6,9 @@
 //! partition in turn is killed with SIGKILL, and every acknowledged
 //! record is readable from the new leaders; each killed node restarts,
 //! truncates what it alone had, catches up and rejoins the ISR; in the
-//! end the three replicas of every partition hold the same batches, byte
-//! for byte.
+//! end (after moving every leadership back to its preferred replica on
+//! demand) the three replicas of every partition hold the same batches,
+//! byte for byte.
 
 mod common;
 
@@ -110,6 +111,9 @@ fn acks_all_survives_each_leader_kill_and_replicas_converge() {
             "2500",
             "--replica-lag-time-max-ms",
             "3000",
+            // Off: this test moves leaders back on demand.
+            "--leader-imbalance-check-interval-ms",
+            "0",
         ],
     )
     .nodes;
@@ -243,6 +247,22 @@ fn acks_all_survives_each_leader_kill_and_replicas_converge() {
     produced.extend(lines);
     nodes[old].restart();
     until(&nodes, &all, "the old leader truncated and rejoined", all_in_sync);
+
+    // Leadership has moved around; on demand it goes back to each
+    // partition's preferred replica.
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "cluster",
+            "elect-leaders",
+            "--metrics-addr",
+            &nodes[2].metrics_addr().to_string(),
+        ])
+        .output()
+        .expect("sluice cluster elect-leaders runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    until(&nodes, &all, "preferred leaders", |p| {
+        all_in_sync(p) && p.values().all(|(l, _, r, _)| *l == r.first().copied())
+    });
     let got: BTreeSet<String> = consume(&nodes, &all).into_iter().collect();
     assert!(produced.iter().all(|l| got.contains(l)), "every acknowledged record");
 

@@ -359,6 +359,24 @@ impl ClusterState {
         self.each_partition(|p, alive| p.on_unfenced(id, alive))
     }
 
+    /// Partitions whose preferred replica (the first) is live and in sync
+    /// but does not lead: what a preferred-leader election would move.
+    pub fn imbalanced(&self) -> Vec<(String, u32)> {
+        let live = self.live();
+        let mut out = Vec::new();
+        for (name, t) in &self.topics {
+            for (i, p) in t.partitions.iter().enumerate() {
+                let Some(&preferred) = p.replicas.first() else {
+                    continue;
+                };
+                if p.leader != Some(preferred) && p.isr.contains(&preferred) && live.contains(&preferred) {
+                    out.push((name.clone(), i as u32));
+                }
+            }
+        }
+        out
+    }
+
     /// The state as a snapshot (for the metadata log's compaction).
     pub fn encode(&self) -> Result<Vec<u8>, String> {
         toml::to_string(self).map(String::into_bytes).map_err(|e| e.to_string())

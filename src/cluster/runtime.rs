@@ -122,6 +122,10 @@ pub struct Cluster {
     /// apply; `changed` counts the republications.
     view: Arc<ClusterView>,
     changed: Rc<Watermark>,
+    /// How often the active controller moves leadership back to preferred
+    /// replicas, and when it last did.
+    rebalance_every: Duration,
+    last_rebalance: Option<Instant>,
 }
 
 impl Cluster {
@@ -172,6 +176,8 @@ impl Cluster {
             next_req: 0,
             view,
             changed: Rc::new(Watermark::new(0)),
+            rebalance_every: Duration::from_millis(cfg.leader_imbalance_check_interval_ms),
+            last_rebalance: None,
         };
         cluster.publish();
         Ok((cluster, links))
@@ -364,8 +370,36 @@ impl Cluster {
         self.flush();
     }
 
+    /// Proposes a preferred-leader election for every partition whose
+    /// preferred replica is live and in sync but does not lead (Kafka's
+    /// auto.leader.rebalance, and `sluice cluster elect-leaders`). Returns
+    /// how many were proposed; each is answered like any proposal.
+    pub fn elect_preferred_leaders(&mut self) -> usize {
+        let moves = self.state().imbalanced();
+        for (topic, partition) in &moves {
+            tracing::info!(topic, partition, "proposing the preferred leader");
+            let cmd = Command::ElectPreferred {
+                topic: topic.clone(),
+                partition: *partition,
+            };
+            // Answered once applied; nobody waits: a failed election is
+            // tried again at the next check.
+            drop(self.propose(&cmd));
+        }
+        moves.len()
+    }
+
     fn controller_duties(&mut self, now: Instant) {
         let since = *self.leading_since.get_or_insert(now);
+        // A new controller first gives every broker a session to come
+        // back, then balances leadership every interval.
+        let due = self
+            .last_rebalance
+            .map_or(now - since >= self.session_timeout, |t| now - t >= self.rebalance_every);
+        if due && !self.rebalance_every.is_zero() {
+            self.last_rebalance = Some(now);
+            self.elect_preferred_leaders();
+        }
         let mut commands = Vec::new();
         for (&id, seen) in &self.seen {
             let fresh = now - seen.at < self.session_timeout;

@@ -382,6 +382,14 @@ async fn metrics_loop(
                     Some(c) => ("200 OK", c.borrow().describe()),
                     None => ("404 Not Found", "not in cluster mode\n".to_string()),
                 }
+            } else if head.starts_with(b"POST /cluster/elect-leaders ") {
+                match &cluster {
+                    Some(c) => {
+                        let n = c.borrow_mut().elect_preferred_leaders();
+                        ("200 OK", format!("proposed {n} preferred-leader elections\n"))
+                    }
+                    None => ("404 Not Found", "not in cluster mode\n".to_string()),
+                }
             } else {
                 ("404 Not Found", "see /metrics\n".to_string())
             };
