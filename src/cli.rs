@@ -63,8 +63,9 @@ pub struct ClusterArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum ClusterCommand {
     /// What a node knows of its cluster: the active controller, every
-    /// broker (live or fenced, addresses, incarnation) and every
-    /// partition's leader, epoch, replicas and ISR.
+    /// broker (live or fenced, addresses, incarnation), every partition's
+    /// leader, epoch, replicas and ISR, and for each partition this node
+    /// leads its high watermark, log end and each follower's lag.
     Describe {
         /// The node's metrics endpoint (`--metrics-addr` of `serve`).
         #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9644")]

@@ -266,7 +266,27 @@ fn acks_all_survives_each_leader_kill_and_replicas_converge() {
     let got: BTreeSet<String> = consume(&nodes, &all).into_iter().collect();
     assert!(produced.iter().all(|l| got.contains(l)), "every acknowledged record");
 
-    // Quiet now: stop every node cleanly, and compare the replicas.
+    // Quiet now: each leader reports its followers caught up (lag 0).
+    let leaders = until(&nodes, &all, "still in sync", all_in_sync);
+    for (p, (leader, ..)) in &leaders {
+        let node = &nodes[leader.expect("a leader") as usize - 1];
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = node.http_get("/cluster");
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("replication {TOPIC}-{p} ")))
+                .unwrap_or_default()
+                .to_string();
+            if line.matches(" lag 0 in-sync").count() == 2 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "partition {p}: {line:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    // Stop every node cleanly, and compare the replicas.
     for n in &mut nodes {
         assert_eq!(n.stop(), 0, "clean stop");
     }

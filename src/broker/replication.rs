@@ -251,6 +251,31 @@ impl Shard {
         crate::cluster::runtime::propose_and_wait(&cluster, &cmd, PROPOSE_WAIT).await
     }
 
+    /// The replication lines of the partitions this shard leads.
+    pub(super) fn replication_report_local(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .partitions()
+            .iter()
+            .filter_map(|p| p.replication_report())
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    /// The replication lines of every partition this node leads (all
+    /// shards), for `GET /cluster`.
+    pub async fn replication_report(self: &Rc<Self>) -> Vec<String> {
+        let mut lines = self.replication_report_local();
+        for shard in 0..self.config.shards as u32 {
+            if shard as usize != self.id {
+                let more = self.call(shard, |reply| ShardMsg::ReplicationReport { reply }).await;
+                lines.extend(more.unwrap_or_default());
+            }
+        }
+        lines.sort();
+        lines
+    }
+
     /// Adds a followed partition to this shard's fetcher from `leader`,
     /// starting the fetcher if there is none.
     fn follow(self: &Rc<Self>, topic: &str, partition: u32, leader: NodeId, addr: String) {

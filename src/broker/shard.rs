@@ -131,6 +131,10 @@ pub enum ShardMsg {
         deadline: Instant,
         reply: Reply<()>,
     },
+    /// The replication lines of the partitions this shard leads.
+    ReplicationReport {
+        reply: Reply<Vec<String>>,
+    },
     /// To shard 0: propose a metadata command through the quorum.
     Propose {
         cmd: Command,
@@ -470,6 +474,9 @@ impl Shard {
             ShardMsg::ReplicaWait { items, deadline, reply } => {
                 self.wait_replica_news(items, deadline).await;
                 let _ = reply.send(());
+            }
+            ShardMsg::ReplicationReport { reply } => {
+                let _ = reply.send(self.replication_report_local());
             }
             ShardMsg::Propose { cmd, reply } => {
                 let _ = reply.send(self.propose(cmd).await);

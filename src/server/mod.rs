@@ -265,7 +265,7 @@ async fn shard_main(
     if id == 0 {
         let listener = TcpListener::bind(cfg.metrics_addr)
             .map_err(|e| format!("metrics listener on {}: {e}", cfg.metrics_addr))?;
-        glommio::spawn_local(metrics_loop(listener, metrics.clone(), cluster)).detach();
+        glommio::spawn_local(metrics_loop(listener, metrics.clone(), cluster, shard.clone())).detach();
     }
     if listening.fetch_add(1, Ordering::SeqCst) + 1 == cfg.shards {
         tracing::info!(
@@ -355,6 +355,7 @@ async fn metrics_loop(
     listener: TcpListener,
     metrics: Arc<Vec<Arc<ShardMetrics>>>,
     cluster: Option<Rc<std::cell::RefCell<crate::cluster::runtime::Cluster>>>,
+    shard: Rc<Shard>,
 ) {
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
     /// Largest request head we read before answering.
@@ -366,6 +367,7 @@ async fn metrics_loop(
         };
         let metrics = metrics.clone();
         let cluster = cluster.clone();
+        let shard = shard.clone();
         glommio::spawn_local(async move {
             let mut head = Vec::with_capacity(1024);
             let mut buf = [0u8; 1024];
@@ -379,7 +381,14 @@ async fn metrics_loop(
                 ("200 OK", crate::metrics::render(&metrics))
             } else if head.starts_with(b"GET /cluster ") {
                 match &cluster {
-                    Some(c) => ("200 OK", c.borrow().describe()),
+                    Some(c) => {
+                        let mut text = c.borrow().describe();
+                        for line in shard.replication_report().await {
+                            text.push_str(&line);
+                            text.push('\n');
+                        }
+                        ("200 OK", text)
+                    }
                     None => ("404 Not Found", "not in cluster mode\n".to_string()),
                 }
             } else if head.starts_with(b"POST /cluster/elect-leaders ") {

@@ -127,6 +127,31 @@ impl Partition {
         self.cluster.as_ref()
     }
 
+    /// Leader: one line on its replication, for `GET /cluster`:
+    /// `replication T-P epoch E hw H end X follower F end Y lag L in-sync|out`.
+    pub fn replication_report(&self) -> Option<String> {
+        use std::fmt::Write as _;
+        let r = self.cluster.as_ref()?;
+        let role = r.role.borrow();
+        let Role::Leader(ls) = &*role else {
+            return None;
+        };
+        let end = self.log.next_offset();
+        let mut line = format!(
+            "replication {}-{} epoch {} hw {} end {end}",
+            self.topic,
+            self.index,
+            ls.epoch(),
+            ls.high_watermark()
+        );
+        for (id, log_end, in_sync) in ls.followers() {
+            let lag = if log_end < 0 { end } else { end - log_end };
+            let state = if in_sync { "in-sync" } else { "out" };
+            let _ = write!(line, " follower {id} end {log_end} lag {lag} {state}");
+        }
+        Some(line)
+    }
+
     /// Takes the controller's word on this partition. Stale updates (an
     /// older leader epoch) change nothing.
     pub fn apply_role(&self, u: &RoleUpdate) -> RoleChange {

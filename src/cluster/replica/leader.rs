@@ -99,6 +99,14 @@ impl LeaderState {
         self.hw
     }
 
+    /// Each follower's log end as of its last fetch (-1 before its first)
+    /// and whether it is in the ISR.
+    pub fn followers(&self) -> impl Iterator<Item = (NodeId, i64, bool)> + '_ {
+        self.followers
+            .iter()
+            .map(|(&id, p)| (id, p.log_end, self.isr.contains(&id)))
+    }
+
     /// Whether an acks=all produce may be appended: the ISR the controller
     /// knows has at least min.insync.replicas members.
     pub fn acks_all_allowed(&self) -> bool {
