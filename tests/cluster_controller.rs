@@ -7,7 +7,8 @@
 //! node, before and after the failover, are unique across the cluster
 //! (blocks handed out by the quorum, through the controller); and a
 //! node started on another node's data directory refuses to start and
-//! touches nothing; topic creation works through the new controller.
+//! touches nothing; topics are created and deleted through the new
+//! controller.
 //! Read through `sluice cluster describe` on each node.
 
 mod common;
@@ -159,6 +160,40 @@ fn the_quorum_registers_brokers_fails_over_fences_and_readmits() {
     assert!(
         placed.values().all(|(_, _, r, _)| !r.contains(&old)),
         "no replica on the dead node: {placed:?}"
+    );
+    until_agreed(
+        &nodes,
+        &rest,
+        "the replicas opened",
+        WAIT,
+        |b| b.data_dir().join("after-failover-0").exists(),
+        |&on_disk| on_disk,
+    );
+    // Deleted through the quorum from another node: gone from every live
+    // node's metadata and disk.
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "topic",
+            "delete",
+            "after-failover",
+            "--bootstrap",
+            &nodes[rest[1]].bootstrap(),
+        ])
+        .output()
+        .expect("sluice topic delete runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    until_agreed(
+        &nodes,
+        &rest,
+        "the topic deleted",
+        WAIT,
+        |b| {
+            (
+                b.cluster_partitions("after-failover").len(),
+                b.data_dir().join("after-failover-0").exists(),
+            )
+        },
+        |&(n, on_disk)| n == 0 && !on_disk,
     );
 
     // Restarted, it rejoins by itself, as a new incarnation.

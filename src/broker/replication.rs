@@ -134,6 +134,28 @@ impl Shard {
                 }
             }
         }
+        // Topics deleted from the cluster: forgotten here, their files
+        // removed on every shard.
+        let gone: Vec<String> = self
+            .meta
+            .snapshot()
+            .topics
+            .keys()
+            .filter(|name| !state.topics.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in gone {
+            let mut next = (*self.meta.snapshot()).clone();
+            next.topics.remove(&name);
+            if let Err(e) = self.meta.update(next) {
+                tracing::error!(topic = %name, error = %e, "forgetting a deleted topic failed");
+                continue;
+            }
+            self.opened.borrow_mut().remove(&name);
+            self.pushed.borrow_mut().retain(|(t, _), _| t != &name);
+            self.remove_everywhere(&name).await;
+            tracing::info!(topic = %name, "deleted topic removed");
+        }
         // The roles, each sent to its owner shard when it changed.
         let snap = self.meta.snapshot();
         let mut per_shard: HashMap<u32, Vec<RoleUpdate>> = HashMap::new();
@@ -540,6 +562,42 @@ impl Shard {
             waits.push(async move { part.wait_for_replica_news(offset, hw, deadline).await });
         }
         first_of(waits, deadline).await;
+    }
+
+    /// Cluster mode: deletes topics through the controller quorum; every
+    /// node removes its replicas once it applies the deletion.
+    pub(super) async fn delete_topics_in_cluster(self: &Rc<Self>, names: Vec<String>) -> Vec<crate::api::TopicResult> {
+        use crate::api::TopicResult;
+        let mut results = Vec::with_capacity(names.len());
+        for name in names {
+            let result = |error, message: String| TopicResult {
+                name: name.clone(),
+                error,
+                message,
+            };
+            if name == crate::group::offsets::OFFSETS_TOPIC {
+                results.push(result(
+                    ErrorCode::InvalidTopic,
+                    format!("{name} is internal: delete groups instead"),
+                ));
+                continue;
+            }
+            let known = self
+                .view
+                .as_ref()
+                .is_some_and(|v| v.snapshot().topics.contains_key(&name));
+            if !known {
+                results.push(result(ErrorCode::UnknownTopicOrPartition, format!("no topic {name}")));
+                continue;
+            }
+            let cmd = Command::DeleteTopic { name: name.clone() };
+            results.push(match self.propose(cmd).await {
+                Ok(_) => result(ErrorCode::None, String::new()),
+                Err(m) if m.contains("does not exist") => result(ErrorCode::UnknownTopicOrPartition, m),
+                Err(m) => result(ErrorCode::RequestTimedOut, m),
+            });
+        }
+        results
     }
 
     /// Cluster mode: creates topics through the controller quorum, their

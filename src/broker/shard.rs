@@ -348,6 +348,18 @@ impl Shard {
         Ok(())
     }
 
+    /// Has every shard close and delete its partitions of `topic`.
+    pub(super) async fn remove_everywhere(&self, topic: &str) {
+        for shard in 0..self.config.shards as u32 {
+            if shard as usize == self.id {
+                self.remove_topic(topic).await;
+            } else {
+                let topic = topic.to_string();
+                let _ = self.call(shard, |reply| ShardMsg::Remove { topic, reply }).await;
+            }
+        }
+    }
+
     /// Closes and deletes this shard's partitions of `topic`.
     async fn remove_topic(&self, topic: &str) {
         let doomed: Vec<Rc<Partition>> = self
@@ -357,6 +369,7 @@ impl Shard {
             .map(|t| t.into_values().collect())
             .unwrap_or_default();
         for part in doomed {
+            part.retire();
             self.metrics.partitions.fetch_sub(1, Relaxed);
             let dir = part.log().dir().to_path_buf();
             drop(part);
@@ -496,6 +509,19 @@ impl Shard {
             Request::Metadata { topics } => self.metadata(topics).await,
             Request::CreateTopics { topics } => Response::CreateTopics {
                 topics: self.create_topics_via_controller(topics).await,
+            },
+            Request::DeleteTopics { names } if self.view.is_some() => Response::DeleteTopics {
+                topics: self.delete_topics_in_cluster(names).await,
+            },
+            Request::CreatePartitions { topics, .. } if self.view.is_some() => Response::CreatePartitions {
+                topics: topics
+                    .into_iter()
+                    .map(|t| TopicResult {
+                        name: t.name,
+                        error: ErrorCode::InvalidRequest,
+                        message: "adding partitions is not supported in cluster mode yet".into(),
+                    })
+                    .collect(),
             },
             Request::DeleteTopics { names } => {
                 let topics = if self.id == 0 {
@@ -1068,14 +1094,7 @@ impl Shard {
                 });
                 continue;
             }
-            for shard in 0..self.config.shards as u32 {
-                if shard as usize == self.id {
-                    self.remove_topic(&name).await;
-                } else {
-                    let topic = name.clone();
-                    let _ = self.call(shard, |reply| ShardMsg::Remove { topic, reply }).await;
-                }
-            }
+            self.remove_everywhere(&name).await;
             results.push(TopicResult {
                 name,
                 error: ErrorCode::None,

@@ -223,6 +223,15 @@ impl Partition {
         }
     }
 
+    /// The partition is going away (its topic was deleted): the tasks of
+    /// its role stop, and waiters re-check and give up.
+    pub fn retire(&self) {
+        if let Some(r) = &self.cluster {
+            *r.role.borrow_mut() = Role::Unassigned;
+            r.bump();
+        }
+    }
+
     /// Leader: the log grew to `log_end`; moves the high watermark when
     /// the ISR is this node alone.
     pub(crate) fn on_leader_append(&self) {
