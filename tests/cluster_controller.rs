@@ -147,7 +147,7 @@ fn the_quorum_registers_brokers_fails_over_fences_and_readmits() {
     ids_are_unique(&nodes, &rest, &mut ids);
     // Topic creation goes through the new controller: placed over the
     // live brokers only.
-    let code = kafka_wire::create_topic(nodes[rest[0]].kafka_addr(), "after-failover", 2, 2, None);
+    let code = kafka_wire::create_topic(nodes[rest[0]].kafka_addr(), "after-failover", 2, 2, &[]);
     assert_eq!(code, 0, "created after the controller failed over");
     let placed = until_agreed(
         &nodes,

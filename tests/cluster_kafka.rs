@@ -12,21 +12,14 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{all_in_sync, require_python_module, start_cluster, until_agreed, until_all_live, wait_bounded};
+use common::{require_python_module, start_cluster, until_all_live, wait_bounded};
 
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(240);
 const WAIT: Duration = Duration::from_secs(60);
 const TOPIC: &str = "rdk-cluster";
 
 fn in_sync(nodes: &[common::Broker], what: &str) {
-    until_agreed(
-        nodes,
-        &[0, 1, 2],
-        what,
-        WAIT,
-        |b| b.cluster_partitions(TOPIC),
-        |p| all_in_sync(p, 3, 3),
-    );
+    common::until_in_sync(nodes, TOPIC, 3, 3, what);
 }
 
 #[test]

@@ -245,7 +245,7 @@ fn an_isolated_leader_cannot_acknowledge_and_the_majority_goes_on() {
     let all = [0, 1, 2];
     until_all_live(&nodes, WAIT);
     assert_eq!(
-        kafka_wire::create_topic(nodes[0].kafka_addr(), TOPIC, 1, 3, Some("2")),
+        kafka_wire::create_topic(nodes[0].kafka_addr(), TOPIC, 1, 3, &[("min.insync.replicas", "2")]),
         0
     );
     let before = until_agreed(&nodes, &all, "in sync", WAIT, partitions, |p| all_in_sync(p, 1, 3));

@@ -94,10 +94,16 @@ fn consume(nodes: &[Broker], up: &[usize]) -> Vec<String> {
 }
 
 fn create_topic(b: &Broker) {
-    let code = kafka_wire::create_topic(b.kafka_addr(), TOPIC, PARTITIONS as i32, 3, Some("2"));
+    let code = kafka_wire::create_topic(
+        b.kafka_addr(),
+        TOPIC,
+        PARTITIONS as i32,
+        3,
+        &[("min.insync.replicas", "2")],
+    );
     assert_eq!(code, 0, "created");
     // Too many copies for three brokers: refused, as Kafka does.
-    let code = kafka_wire::create_topic(b.kafka_addr(), "too-many-copies", 1, 4, None);
+    let code = kafka_wire::create_topic(b.kafka_addr(), "too-many-copies", 1, 4, &[]);
     assert_eq!(code, 38, "INVALID_REPLICATION_FACTOR");
 }
 

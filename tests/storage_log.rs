@@ -70,6 +70,18 @@ fn make_batch(tag: u64, n: usize, ts: i64, compression: Compression) -> BytesMut
 }
 
 /// Reads the whole log from `from` with small reads; returns every batch.
+/// A log in `dir` holding `batches` batches of `records` records each,
+/// appended as leader at `epoch`, timestamps 0, 1, 2...
+async fn filled(dir: &std::path::Path, cfg: &LogConfig, batches: u64, records: usize, epoch: i32) -> Log {
+    let log = Log::open(dir, cfg.clone()).await.expect("open");
+    for i in 0..batches {
+        log.append(make_batch(i, records, i as i64, Compression::None), epoch)
+            .await
+            .expect("append");
+    }
+    log
+}
+
 async fn read_all(log: &Log, from: i64) -> Vec<Bytes> {
     let mut out = Vec::new();
     let mut offset = from;
@@ -318,12 +330,7 @@ fn damaged_or_missing_sealed_index_is_rebuilt() {
             flush: FlushPolicy::Bytes(u64::MAX),
             ..small_config()
         };
-        let log = Log::open(dir.path(), cfg.clone()).await.expect("open");
-        for i in 0..200 {
-            log.append(make_batch(i, 4, i as i64, Compression::None), 0)
-                .await
-                .expect("append");
-        }
+        let log = filled(dir.path(), &cfg, 200, 4, 0).await;
         let before = read_all(&log, 0).await;
         let bases = log.segment_bases();
         log.close().await.expect("close");
@@ -483,6 +490,41 @@ fn truncate_to_then_append_again_and_reopen() {
         // Truncating to the log start empties the log.
         let end = log.truncate_to(0).await.expect("truncate all");
         assert_eq!((end, log.next_offset(), log.segment_count()), (0, 0, 1));
+    });
+}
+
+#[test]
+fn restart_at_empties_the_log_and_continues_from_the_new_start() {
+    run(|| async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = LogConfig {
+            flush: FlushPolicy::Bytes(u64::MAX),
+            ..small_config()
+        };
+        let log = filled(dir.path(), &cfg, 300, 3, 1).await;
+        assert!(log.segment_count() > 1);
+        // A follower whose leader's log now starts far above its end.
+        let end = log.restart_at(5000).await.expect("restart");
+        assert_eq!(end, 5000);
+        assert_eq!(
+            (log.log_start_offset(), log.next_offset(), log.segment_count()),
+            (5000, 5000, 1)
+        );
+        assert!(log.epochs().entries().is_empty(), "an empty log has no epochs");
+        let err = log.read(0, 100, i64::MAX).await.expect_err("below the new start");
+        assert!(matches!(err, StorageError::OffsetOutOfRange { .. }));
+        let info = log
+            .append(make_batch(9, 2, 0, Compression::None), 2)
+            .await
+            .expect("append");
+        assert_eq!(info.base_offset, 5000);
+        assert_eq!(log.epochs().latest(), Some((2, 5000)));
+        log.sync().await.expect("sync");
+        drop(log);
+        let log = Log::open(dir.path(), cfg).await.expect("reopen");
+        assert_eq!((log.log_start_offset(), log.next_offset()), (5000, 5002));
+        assert_eq!(log.epochs().latest(), Some((2, 5000)));
+        assert_eq!(read_all(&log, 5000).await.len(), 1);
     });
 }
 

@@ -13,7 +13,8 @@
 //! last_fetched_epoch i32 | high_watermark i64)`.
 //! Answer: `n u32 | n × (topic str | partition u32 | tag u8 | body)`, body
 //! by tag: 0 records `hw i64 | log_start i64 | len u32 | batches`, 1
-//! diverging `epoch i32 | end_offset i64`, 2 error `code i16`. `str` is
+//! diverging `epoch i32 | end_offset i64`, 2 error `code i16`, 3 out of
+//! range `log_start i64`. `str` is
 //! `len u16 | UTF-8`. The batches are the leader's stored bytes, sent
 //! without a copy.
 
@@ -65,6 +66,11 @@ pub enum Fetched {
     Diverging {
         epoch: Epoch,
         end_offset: i64,
+    },
+    /// The fetch offset is below the leader's log start (retention removed
+    /// it): start the log again at `log_start_offset`.
+    OutOfRange {
+        log_start_offset: i64,
     },
     Error(ErrorCode),
 }
@@ -214,6 +220,10 @@ pub fn encode_answer(parts: Vec<FetchedPartition>) -> Vec<Bytes> {
                 head.put_u8(2);
                 head.put_i16(code.code());
             }
+            Fetched::OutOfRange { log_start_offset } => {
+                head.put_u8(3);
+                head.put_i64(log_start_offset);
+            }
         }
         len += head.len() - before;
     }
@@ -264,6 +274,12 @@ pub fn decode_answer(mut b: Bytes) -> Result<Vec<FetchedPartition>, String> {
             2 => {
                 need(&b, 2)?;
                 Fetched::Error(ErrorCode::from_code(b.get_i16()))
+            }
+            3 => {
+                need(&b, 8)?;
+                Fetched::OutOfRange {
+                    log_start_offset: b.get_i64(),
+                }
             }
             tag => return Err(format!("unknown replica fetch answer tag {tag}")),
         };
@@ -373,6 +389,11 @@ mod tests {
                 topic: "v".into(),
                 partition: 9,
                 fetched: Fetched::Error(ErrorCode::NotLeaderOrFollower),
+            },
+            FetchedPartition {
+                topic: "w".into(),
+                partition: 3,
+                fetched: Fetched::OutOfRange { log_start_offset: 77 },
             },
         ];
         let chunks = encode_answer(parts.clone());

@@ -850,6 +850,19 @@ impl Log {
     /// boundary). Returns the new log end. Used by replication to drop a
     /// divergent tail.
     pub async fn truncate_to(&self, offset: i64) -> Result<i64> {
+        self.cut(offset, false).await
+    }
+
+    /// Empties the log and starts it again at `offset`: a follower whose
+    /// log ends below its leader's log start (retention removed what it
+    /// lacks) continues from there. Returns the new log end (`offset`).
+    pub async fn restart_at(&self, offset: i64) -> Result<i64> {
+        self.cut(offset, true).await
+    }
+
+    /// [`Log::truncate_to`], or with `restart` every segment goes and the
+    /// log starts at `offset`.
+    async fn cut(&self, offset: i64, restart: bool) -> Result<i64> {
         let dir = self.inner.dir.clone();
         let cfg = self.inner.config.clone();
         let _order = self
@@ -866,7 +879,7 @@ impl Log {
             .await
             .map_err(|e| StorageError::io("locking", &dir, e))?;
         self.flush_locked(true).await?;
-        if offset >= self.inner.state.borrow().next_offset() {
+        if !restart && offset >= self.inner.state.borrow().next_offset() {
             return Ok(self.next_offset());
         }
         self.inner.truncations.set(self.inner.truncations.get() + 1);
@@ -878,7 +891,7 @@ impl Log {
             st.segments
                 .keys()
                 .copied()
-                .filter(|&b| b >= offset || offset <= log_start)
+                .filter(|&b| restart || b >= offset || offset <= log_start)
                 .collect()
         };
         for base in &doomed {

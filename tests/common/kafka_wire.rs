@@ -70,21 +70,20 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
-/// CreateTopics v5 for one topic with `rf` copies and min.insync.replicas
-/// `min_insync` (None: the broker's defaults); returns the topic's error
-/// code.
-pub fn create_topic(addr: SocketAddr, name: &str, partitions: i32, rf: i16, min_insync: Option<&str>) -> i16 {
+/// CreateTopics v5 for one topic with `rf` copies and the given topic
+/// configs (e.g. min.insync.replicas); returns the topic's error code.
+pub fn create_topic(addr: SocketAddr, name: &str, partitions: i32, rf: i16, configs: &[(&str, &str)]) -> i16 {
     use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
     use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicName};
-    use kafka_protocol::protocol::StrBytes;
     let mut s = connect(addr);
-    let configs = min_insync
-        .map(|v| {
-            vec![CreatableTopicConfig::default()
-                .with_name(StrBytes::from_static_str("min.insync.replicas"))
-                .with_value(Some(StrBytes::from_string(v.to_string())))]
+    let configs = configs
+        .iter()
+        .map(|(k, v)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(k.to_string()))
+                .with_value(Some(StrBytes::from_string(v.to_string())))
         })
-        .unwrap_or_default();
+        .collect();
     let topic = CreatableTopic::default()
         .with_name(TopicName(StrBytes::from_string(name.to_string())))
         .with_num_partitions(partitions)

@@ -510,3 +510,17 @@ pub fn batches_on_disk(data_dir: &Path, topic: &str, partition: u32) -> Vec<Vec<
     }
     out
 }
+
+/// Waits until every node agrees that each of `topic`'s `partitions` has a
+/// leader and all `rf` replicas in sync; returns that view.
+pub fn until_in_sync(nodes: &[Broker], topic: &str, partitions: usize, rf: usize, what: &str) -> Partitions {
+    let all: Vec<usize> = (0..nodes.len()).collect();
+    until_agreed(
+        nodes,
+        &all,
+        what,
+        Duration::from_secs(60),
+        |b| b.cluster_partitions(topic),
+        |p| all_in_sync(p, partitions, rf),
+    )
+}

@@ -317,7 +317,7 @@ impl Partition {
             FetchVerdict::Serve { high_watermark } => {
                 let log_start_offset = self.log.log_start_offset();
                 if f.fetch_offset < log_start_offset {
-                    Fetched::Error(ErrorCode::OffsetOutOfRange)
+                    Fetched::OutOfRange { log_start_offset }
                 } else {
                     match self.log.read(f.fetch_offset, max_bytes.max(1), log_end).await {
                         Ok(read) => Fetched::Records {
@@ -426,6 +426,19 @@ impl Partition {
                 tracing::info!(topic = %self.topic, partition = self.index, from = end, to, "truncating a divergent tail");
                 self.log.truncate_to(to).await.map(|_| ()).map_err(|e| e.to_string())
             }
+            Fetched::OutOfRange { log_start_offset } if log_start_offset > self.log.next_offset() => {
+                tracing::info!(topic = %self.topic, partition = self.index, from = self.log.next_offset(),
+                    to = log_start_offset, "the leader no longer holds what this replica lacks: starting again at its log start");
+                self.log
+                    .restart_at(log_start_offset)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            Fetched::OutOfRange { log_start_offset } => Err(format!(
+                "the leader's log starts at {log_start_offset}, above a fetch from {}",
+                self.log.next_offset()
+            )),
             Fetched::Error(code) => Err(format!("the leader answered {code}")),
         }
     }

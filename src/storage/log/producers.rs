@@ -132,6 +132,10 @@ impl Log {
             Err(()) => (EpochCache::default(), Some(log_start)),
         };
         epochs.truncate_from_end(log_end);
+        if log_start == log_end {
+            // No batches, no epochs (a log emptied and started again).
+            epochs = EpochCache::default();
+        }
         let mut state = ProducerStates::default();
         let mut from = log_start;
         for &offset in offsets.iter().rev().filter(|&&o| o <= log_end) {
