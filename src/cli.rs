@@ -51,6 +51,35 @@ pub enum ClientCommand {
     Group(GroupArgs),
     /// Cluster mode: the controller, brokers and partitions.
     Cluster(ClusterArgs),
+    /// Cluster mode: move a partition's replicas.
+    Partition(PartitionArgs),
+}
+
+/// `sluice partition ...`
+#[derive(Debug, clap::Args)]
+pub struct PartitionArgs {
+    #[command(subcommand)]
+    pub command: PartitionCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PartitionCommand {
+    /// Move a partition onto other brokers: the new replicas catch up
+    /// from the leader, then the old ones leave (and leadership moves if
+    /// the leader leaves). Returns once the controller has started it;
+    /// `sluice cluster describe` shows the progress.
+    Reassign {
+        /// The node's metrics endpoint (`--metrics-addr` of `serve`).
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9644")]
+        metrics_addr: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        partition: u32,
+        /// The new replicas, preferred leader first: broker ids, comma-separated.
+        #[arg(long, value_name = "ID,ID,...", value_delimiter = ',', required = true)]
+        replicas: Vec<u32>,
+    },
 }
 
 /// `sluice cluster ...`
@@ -372,6 +401,7 @@ pub fn run(cmd: ClientCommand) -> i32 {
             ClientCommand::Consume(c) => consume(c, &stop).await,
             ClientCommand::Group(g) => group(g.command).await,
             ClientCommand::Cluster(c) => cluster(c.command),
+            ClientCommand::Partition(p) => partition(p.command),
         };
         match result {
             Ok(()) => 0,
@@ -898,14 +928,35 @@ fn print_record<W: Write>(out: &mut W, r: &crate::client::ConsumedRecord, sep: O
 /// `sluice cluster describe` (the node's `GET /cluster`, printed) and
 /// `sluice cluster elect-leaders` (`POST /cluster/elect-leaders`).
 fn cluster(cmd: ClusterCommand) -> Result<(), Failure> {
+    match cmd {
+        ClusterCommand::Describe { metrics_addr } => admin_http(&metrics_addr, "GET /cluster"),
+        ClusterCommand::ElectLeaders { metrics_addr } => admin_http(&metrics_addr, "POST /cluster/elect-leaders"),
+    }
+}
+
+/// `sluice partition reassign` (`POST /cluster/reassign?...`).
+fn partition(cmd: PartitionCommand) -> Result<(), Failure> {
+    let PartitionCommand::Reassign {
+        metrics_addr,
+        topic,
+        partition,
+        replicas,
+    } = cmd;
+    let replicas: Vec<String> = replicas.iter().map(u32::to_string).collect();
+    let request = format!(
+        "POST /cluster/reassign?topic={topic}&partition={partition}&replicas={}",
+        replicas.join(",")
+    );
+    admin_http(&metrics_addr, &request)
+}
+
+/// Sends `request` (method and path) to a node's metrics port and prints
+/// the answer's body; a non-200 answer is a failure with that body.
+fn admin_http(metrics_addr: &str, request: &str) -> Result<(), Failure> {
     use std::io::Read;
-    let (metrics_addr, request) = match cmd {
-        ClusterCommand::Describe { metrics_addr } => (metrics_addr, "GET /cluster"),
-        ClusterCommand::ElectLeaders { metrics_addr } => (metrics_addr, "POST /cluster/elect-leaders"),
-    };
     let failed = |e: std::io::Error| Failure::Failed(format!("{metrics_addr}: {e}"));
-    let mut s = std::net::TcpStream::connect(metrics_addr.as_str()).map_err(failed)?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(failed)?;
+    let mut s = std::net::TcpStream::connect(metrics_addr).map_err(failed)?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).map_err(failed)?;
     s.write_all(format!("{request} HTTP/1.1\r\nHost: sluice\r\nContent-Length: 0\r\n\r\n").as_bytes())
         .map_err(failed)?;
     let mut text = String::new();

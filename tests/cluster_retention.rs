@@ -33,19 +33,8 @@ fn a_follower_behind_the_leaders_log_start_starts_again_there() {
     let config = tmp.path().join("sluice.toml");
     std::fs::write(&config, "retention_check_interval_ms = 100\n").expect("config");
     let config = config.to_str().expect("utf-8 path").to_string();
-    let mut nodes = start_cluster(
-        3,
-        1,
-        &[
-            "--config",
-            &config,
-            "--broker-session-timeout-ms",
-            "2500",
-            "--leader-imbalance-check-interval-ms",
-            "0",
-        ],
-    )
-    .nodes;
+    let flags = [&["--config", config.as_str()], common::CLUSTER_FLAGS].concat();
+    let mut nodes = start_cluster(3, 1, &flags).nodes;
     until_all_live(&nodes, WAIT);
     let configs = [("segment.bytes", "1048576"), ("retention.bytes", "1048576")];
     assert_eq!(

@@ -122,17 +122,51 @@ impl Shard {
                     continue;
                 }
             }
-            if !self.opened.borrow().contains(name) {
+            let hosted: Vec<(String, u32)> = t
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.replicas.contains(&me))
+                .map(|(i, _)| (name.clone(), i as u32))
+                .collect();
+            if hosted.iter().any(|k| !self.opened.borrow().contains(k)) {
                 let Some(topic) = self.meta.snapshot().topic(name).cloned() else {
                     continue;
                 };
                 match self.open_everywhere(Arc::new(topic)).await {
-                    Ok(()) => {
-                        self.opened.borrow_mut().insert(name.clone());
-                    }
+                    Ok(()) => self.opened.borrow_mut().extend(hosted),
                     Err(e) => tracing::error!(topic = %name, error = %e, "opening a topic's partitions failed"),
                 }
             }
+        }
+        // Replicas moved off this node (a reassignment completed): closed
+        // and removed.
+        let moved: Vec<(String, u32)> = self
+            .opened
+            .borrow()
+            .iter()
+            .filter(|(t, p)| state.topics.contains_key(t) && !state.hosts(t, *p, me))
+            .cloned()
+            .collect();
+        for (topic, partition) in moved {
+            self.opened.borrow_mut().remove(&(topic.clone(), partition));
+            self.pushed.borrow_mut().remove(&(topic.clone(), partition));
+            let Some(owner) = self.meta.snapshot().owner(&topic, partition) else {
+                continue;
+            };
+            if owner as usize == self.id {
+                self.remove_partition(&topic, partition).await;
+            } else {
+                let t = topic.clone();
+                let _ = self
+                    .call(owner, |reply| ShardMsg::RemovePartition {
+                        topic: t,
+                        partition,
+                        reply,
+                    })
+                    .await;
+            }
+            tracing::info!(topic = %topic, partition, "replica moved away: removed");
         }
         // Topics deleted from the cluster: forgotten here, their files
         // removed on every shard.
@@ -151,7 +185,7 @@ impl Shard {
                 tracing::error!(topic = %name, error = %e, "forgetting a deleted topic failed");
                 continue;
             }
-            self.opened.borrow_mut().remove(&name);
+            self.opened.borrow_mut().retain(|(t, _)| t != &name);
             self.pushed.borrow_mut().retain(|(t, _), _| t != &name);
             self.remove_everywhere(&name).await;
             tracing::info!(topic = %name, "deleted topic removed");
@@ -160,11 +194,8 @@ impl Shard {
         let snap = self.meta.snapshot();
         let mut per_shard: HashMap<u32, Vec<RoleUpdate>> = HashMap::new();
         for (name, t) in &state.topics {
-            if !self.opened.borrow().contains(name) {
-                continue;
-            }
             for (i, p) in t.partitions.iter().enumerate() {
-                if !p.replicas.contains(&me) {
+                if !p.replicas.contains(&me) || !self.opened.borrow().contains(&(name.clone(), i as u32)) {
                     continue;
                 }
                 let Some(owner) = snap.owner(name, i as u32) else {

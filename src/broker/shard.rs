@@ -84,6 +84,12 @@ pub enum ShardMsg {
         topic: String,
         reply: Reply<()>,
     },
+    /// Cluster mode: one partition's replica moved off this node.
+    RemovePartition {
+        topic: String,
+        partition: u32,
+        reply: Reply<()>,
+    },
     CreateTopics {
         topics: Vec<NewTopic>,
         reply: Reply<Vec<TopicResult>>,
@@ -172,7 +178,7 @@ pub struct Shard {
     /// Cluster mode, shard 0: the role last sent for each hosted
     /// partition, and the topics whose partitions are open.
     pub(super) pushed: RefCell<HashMap<(String, u32), RoleUpdate>>,
-    pub(super) opened: RefCell<HashSet<String>>,
+    pub(super) opened: RefCell<HashSet<(String, u32)>>,
 }
 
 /// Runs `waits` together on this executor until the first of them ends,
@@ -369,13 +375,31 @@ impl Shard {
             .map(|t| t.into_values().collect())
             .unwrap_or_default();
         for part in doomed {
-            part.retire();
-            self.metrics.partitions.fetch_sub(1, Relaxed);
-            let dir = part.log().dir().to_path_buf();
-            drop(part);
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                tracing::warn!(dir = %dir.display(), error = %e, "removing a deleted partition's files failed");
-            }
+            self.discard(part);
+        }
+    }
+
+    /// Closes and deletes one partition of this shard (its replica moved
+    /// to other nodes).
+    pub(super) async fn remove_partition(&self, topic: &str, partition: u32) {
+        let part = self
+            .partitions
+            .borrow_mut()
+            .get_mut(topic)
+            .and_then(|t| t.remove(&partition));
+        if let Some(part) = part {
+            self.discard(part);
+        }
+    }
+
+    /// Ends a removed partition's role and deletes its files.
+    fn discard(&self, part: Rc<Partition>) {
+        part.retire();
+        self.metrics.partitions.fetch_sub(1, Relaxed);
+        let dir = part.log().dir().to_path_buf();
+        drop(part);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "removing a partition's files failed");
         }
     }
 
@@ -453,6 +477,14 @@ impl Shard {
             }
             ShardMsg::Remove { topic, reply } => {
                 self.remove_topic(&topic).await;
+                let _ = reply.send(());
+            }
+            ShardMsg::RemovePartition {
+                topic,
+                partition,
+                reply,
+            } => {
+                self.remove_partition(&topic, partition).await;
                 let _ = reply.send(());
             }
             ShardMsg::CreateTopics { topics, reply } => {

@@ -50,6 +50,10 @@ pub struct PartitionState {
     pub leader_epoch: Epoch,
     pub partition_epoch: i32,
     pub isr: Vec<NodeId>,
+    /// A reassignment in progress: the replicas the partition moves onto
+    /// (`replicas` holds them and the leaving ones until it completes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Vec<NodeId>>,
 }
 
 impl From<&PartitionControl> for PartitionState {
@@ -60,11 +64,33 @@ impl From<&PartitionControl> for PartitionState {
             leader_epoch: p.leader_epoch,
             partition_epoch: p.partition_epoch,
             isr: p.isr.clone(),
+            target: None,
         }
     }
 }
 
 impl PartitionState {
+    /// Takes the controller's decision, keeping a reassignment in progress.
+    fn set(&mut self, c: &PartitionControl) {
+        let target = self.target.take();
+        *self = PartitionState { target, ..c.into() };
+    }
+
+    /// Completes the reassignment in progress if its target replicas are
+    /// all in sync. True if it did.
+    fn settle_reassignment(&mut self, alive: &dyn Fn(NodeId) -> bool) -> bool {
+        let Some(target) = self.target.clone() else {
+            return false;
+        };
+        let mut control = self.control();
+        if !control.complete_reassignment(&target, alive) {
+            return false;
+        }
+        self.target = None;
+        self.set(&control);
+        true
+    }
+
     fn control(&self) -> PartitionControl {
         PartitionControl {
             replicas: self.replicas.clone(),
@@ -131,6 +157,13 @@ pub enum Command {
         leader_epoch: Epoch,
         partition_epoch: i32,
         isr: Vec<NodeId>,
+    },
+    /// Move the partition onto `replicas` (Kafka's reassignment): the new
+    /// replicas catch up before the old ones leave.
+    ReassignPartition {
+        topic: String,
+        partition: u32,
+        replicas: Vec<NodeId>,
     },
     /// Move leadership back to the preferred replica if it is in sync.
     ElectPreferred {
@@ -229,17 +262,8 @@ impl ClusterState {
                     return Err(CommandError::TopicExists(name.clone()));
                 }
                 for (p, replicas) in assignment.iter().enumerate() {
-                    let mut distinct = replicas.clone();
-                    distinct.sort_unstable();
-                    distinct.dedup();
-                    if replicas.is_empty() || distinct.len() != replicas.len() {
-                        return Err(CommandError::InvalidAssignment(format!(
-                            "partition {p}: {replicas:?} is empty or repeats a broker"
-                        )));
-                    }
-                    if let Some(b) = replicas.iter().find(|b| !self.brokers.contains_key(b)) {
-                        return Err(CommandError::UnknownBroker(*b));
-                    }
+                    self.check_replicas(replicas)
+                        .map_err(|e| CommandError::InvalidAssignment(format!("partition {p}: {e}")))?;
                 }
                 if assignment.is_empty() {
                     return Err(CommandError::InvalidAssignment("no partitions".into()));
@@ -289,7 +313,27 @@ impl ClusterState {
                 let state = self.partition_mut(topic, *partition)?;
                 let mut control = state.control();
                 control.alter_isr(&req, &|r| live.contains(&r))?;
-                *state = PartitionState::from(&control);
+                state.set(&control);
+                state.settle_reassignment(&|r| live.contains(&r));
+                Ok(Applied::Partitions(vec![(topic.clone(), *partition)]))
+            }
+            Command::ReassignPartition {
+                topic,
+                partition,
+                replicas,
+            } => {
+                self.check_replicas(replicas)?;
+                let live = self.live();
+                let state = self.partition_mut(topic, *partition)?;
+                // A new target replaces one in progress: the replicas it
+                // had added stay until this one completes.
+                let mut control = state.control();
+                if !control.begin_reassignment(replicas) && state.target.is_none() {
+                    return Ok(Applied::Done);
+                }
+                state.set(&control);
+                state.target = Some(replicas.clone());
+                state.settle_reassignment(&|r| live.contains(&r));
                 Ok(Applied::Partitions(vec![(topic.clone(), *partition)]))
             }
             Command::ElectPreferred { topic, partition } => {
@@ -297,7 +341,7 @@ impl ClusterState {
                 let state = self.partition_mut(topic, *partition)?;
                 let mut control = state.control();
                 let moved = control.elect_preferred(&|r| live.contains(&r));
-                *state = PartitionState::from(&control);
+                state.set(&control);
                 Ok(Applied::Partitions(if moved {
                     vec![(topic.clone(), *partition)]
                 } else {
@@ -314,6 +358,23 @@ impl ClusterState {
                     .ok_or(CommandError::ProducerIdsExhausted)?;
                 Ok(Applied::ProducerIds(first))
             }
+        }
+    }
+
+    /// A replica list must be non-empty, name each broker once, and only
+    /// registered brokers.
+    fn check_replicas(&self, replicas: &[NodeId]) -> Result<(), CommandError> {
+        let mut distinct = replicas.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if replicas.is_empty() || distinct.len() != replicas.len() {
+            return Err(CommandError::InvalidAssignment(format!(
+                "{replicas:?} is empty or repeats a broker"
+            )));
+        }
+        match replicas.iter().find(|b| !self.brokers.contains_key(b)) {
+            Some(b) => Err(CommandError::UnknownBroker(*b)),
+            None => Ok(()),
         }
     }
 
@@ -337,7 +398,7 @@ impl ClusterState {
             for (i, state) in topic.partitions.iter_mut().enumerate() {
                 let mut control = state.control();
                 if change(&mut control, &alive) {
-                    *state = PartitionState::from(&control);
+                    state.set(&control);
                     changed.push((name.clone(), i as u32));
                 }
             }

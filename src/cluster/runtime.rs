@@ -467,11 +467,17 @@ impl Cluster {
         for (name, t) in &self.state().topics {
             for (i, p) in t.partitions.iter().enumerate() {
                 let leader = p.leader.map_or("none".to_string(), |l| l.to_string());
-                let _ = writeln!(
+                let _ = write!(
                     out,
                     "partition {name}-{i} leader {leader} epoch {} replicas {:?} isr {:?}",
                     p.leader_epoch, p.replicas, p.isr
                 );
+                match &p.target {
+                    Some(target) => {
+                        let _ = writeln!(out, " reassigning-to {target:?}");
+                    }
+                    None => out.push('\n'),
+                }
             }
         }
         out
@@ -552,6 +558,32 @@ fn parse_proposed(mut b: Bytes) -> Result<(u64, Answer), String> {
         tag => return Err(format!("unknown answer tag {tag}")),
     };
     Ok((req, answer))
+}
+
+/// The reassignment an admin request asks for:
+/// `topic=T&partition=P&replicas=1,2,3` (the query of
+/// `POST /cluster/reassign`).
+pub fn parse_reassign(query: &str) -> Result<Command, String> {
+    let (mut topic, mut partition, mut replicas) = (None, None, None);
+    for pair in query.split('&') {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("{pair:?} is not KEY=VALUE"))?;
+        match k {
+            "topic" => topic = Some(v.to_string()),
+            "partition" => partition = Some(v.parse::<u32>().map_err(|_| format!("bad partition {v:?}"))?),
+            "replicas" => {
+                let ids: Result<Vec<u32>, _> = v.split(',').map(str::parse).collect();
+                replicas = Some(ids.map_err(|_| format!("bad replicas {v:?}"))?);
+            }
+            _ => return Err(format!("unknown parameter {k:?}")),
+        }
+    }
+    Ok(Command::ReassignPartition {
+        topic: topic.ok_or("topic= is missing")?,
+        partition: partition.ok_or("partition= is missing")?,
+        replicas: replicas.ok_or("replicas= is missing")?,
+    })
 }
 
 /// Proposes `cmd` and waits at most `within` for its outcome.
@@ -794,6 +826,27 @@ mod tests {
             }
         }
         assert!(parse_proposed(Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 1, 9])).is_err());
+    }
+
+    #[test]
+    fn reassign_requests_parse_and_bad_ones_are_refused() {
+        assert_eq!(
+            parse_reassign("topic=orders.v1&partition=3&replicas=4,2,3"),
+            Ok(Command::ReassignPartition {
+                topic: "orders.v1".into(),
+                partition: 3,
+                replicas: vec![4, 2, 3],
+            })
+        );
+        for bad in [
+            "",
+            "topic=t",
+            "topic=t&partition=x&replicas=1",
+            "topic=t&partition=0&replicas=1,,2",
+            "what=1",
+        ] {
+            assert!(parse_reassign(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

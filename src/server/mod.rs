@@ -391,6 +391,20 @@ async fn metrics_loop(
                     }
                     None => ("404 Not Found", "not in cluster mode\n".to_string()),
                 }
+            } else if head.starts_with(b"POST /cluster/reassign?") {
+                // The query runs to the space before HTTP/1.1.
+                let line = String::from_utf8_lossy(&head[b"POST /cluster/reassign?".len()..]).into_owned();
+                let query = line.split(' ').next().unwrap_or_default();
+                match (&cluster, crate::cluster::runtime::parse_reassign(query)) {
+                    (None, _) => ("404 Not Found", "not in cluster mode\n".to_string()),
+                    (Some(_), Err(e)) => ("400 Bad Request", format!("{e}\n")),
+                    (Some(c), Ok(cmd)) => {
+                        match crate::cluster::runtime::propose_and_wait(c, &cmd, Duration::from_secs(10)).await {
+                            Ok(_) => ("200 OK", "reassignment started\n".to_string()),
+                            Err(e) => ("409 Conflict", format!("{e}\n")),
+                        }
+                    }
+                }
             } else if head.starts_with(b"POST /cluster/elect-leaders ") {
                 match &cluster {
                     Some(c) => {

@@ -335,6 +335,16 @@ pub fn create_topic_cli(broker: &Broker, name: &str, partitions: u32) {
     assert!(created.success(), "creating topic {name} failed");
 }
 
+/// Flags for test clusters: a broker silent for 2.5 s is fenced (quick
+/// failovers), and leadership stays where failovers put it unless a test
+/// moves it.
+pub const CLUSTER_FLAGS: &[&str] = &[
+    "--broker-session-timeout-ms",
+    "2500",
+    "--leader-imbalance-check-interval-ms",
+    "0",
+];
+
 /// Nodes in cluster mode on 127.0.0.1, every one a controller voter.
 pub struct ClusterNodes {
     pub nodes: Vec<Broker>,
@@ -392,8 +402,10 @@ pub fn until_agreed<T: PartialEq + Clone + std::fmt::Debug>(
 /// (leader, epoch, replicas, isr) by partition, as `GET /cluster` shows.
 pub type Partitions = std::collections::BTreeMap<u32, (Option<u32>, i32, Vec<u32>, Vec<u32>)>;
 
+/// The ids of the first `[a, b, ...]` list in `text`.
 fn node_ids(text: &str) -> Vec<u32> {
-    text.trim_matches(|c| c == '[' || c == ']')
+    let list = text.split(']').next().unwrap_or_default();
+    list.trim_start_matches(|c: char| c == '[' || c.is_whitespace())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect()

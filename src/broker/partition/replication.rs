@@ -173,6 +173,7 @@ impl Partition {
             Some(l) if l == r.me => {
                 if let Role::Leader(ls) = &mut *role {
                     if ls.epoch() == s.leader_epoch {
+                        ls.set_replicas(&s.replicas, now_ms());
                         ls.on_partition_update(&s.isr, s.partition_epoch, log_end);
                         r.hw.advance(ls.high_watermark());
                         return RoleChange::Kept;

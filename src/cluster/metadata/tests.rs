@@ -252,3 +252,52 @@ proptest! {
         prop_assert_eq!(snap, a);
     }
 }
+
+#[test]
+fn a_reassignment_completes_when_the_new_replicas_are_in_sync() {
+    let mut s = cluster(4);
+    create(&mut s, "t", 1, 3);
+    let before = s.topics["t"].partitions[0].clone();
+    assert_eq!((before.replicas.clone(), before.leader), (vec![1, 2, 3], Some(1)));
+    // Onto 4, 2, 3: 4 joins as a replica, nothing else moves yet.
+    let cmd = Command::ReassignPartition {
+        topic: "t".into(),
+        partition: 0,
+        replicas: vec![4, 2, 3],
+    };
+    assert_eq!(s.apply(&cmd), Ok(Applied::Partitions(vec![("t".into(), 0)])));
+    let moving = s.topics["t"].partitions[0].clone();
+    assert_eq!(moving.replicas, vec![4, 2, 3, 1]);
+    assert_eq!(moving.target, Some(vec![4, 2, 3]));
+    assert_eq!((moving.leader, moving.leader_epoch), (Some(1), 0));
+    // The state survives the metadata log's snapshot encoding.
+    assert_eq!(ClusterState::decode(&s.encode().expect("encodes")).expect("decodes"), s);
+    // The leader adds 4 to the ISR: that completes it, and 1 (leaving)
+    // hands leadership to 4 at a new epoch.
+    s.apply(&Command::AlterPartition {
+        topic: "t".into(),
+        partition: 0,
+        leader: 1,
+        leader_epoch: 0,
+        partition_epoch: moving.partition_epoch,
+        isr: vec![1, 2, 3, 4],
+    })
+    .expect("expands");
+    let done = s.topics["t"].partitions[0].clone();
+    assert_eq!(
+        (done.replicas, done.isr, done.target),
+        (vec![4, 2, 3], vec![2, 3, 4], None)
+    );
+    assert_eq!((done.leader, done.leader_epoch), (Some(4), 1));
+    // Bad targets change nothing.
+    let before = s.clone();
+    for replicas in [vec![], vec![2, 2], vec![9]] {
+        let bad = Command::ReassignPartition {
+            topic: "t".into(),
+            partition: 0,
+            replicas,
+        };
+        assert!(s.apply(&bad).is_err());
+        assert_eq!(s, before);
+    }
+}

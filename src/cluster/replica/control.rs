@@ -109,6 +109,41 @@ impl PartitionControl {
         true
     }
 
+    /// Starts moving the partition onto `target` (Kafka's reassignment):
+    /// the replicas become `target` followed by the current replicas not in
+    /// it, which keep receiving data until the new ones are in sync. The
+    /// ISR and the leader are unchanged. False if `target` already is the
+    /// replica set.
+    pub fn begin_reassignment(&mut self, target: &[NodeId]) -> bool {
+        if self.replicas == target {
+            return false;
+        }
+        let mut replicas = target.to_vec();
+        replicas.extend(self.replicas.iter().copied().filter(|r| !target.contains(r)));
+        self.replicas = replicas;
+        self.partition_epoch += 1;
+        true
+    }
+
+    /// Finishes a reassignment once every replica of `target` is in sync:
+    /// the replicas become `target`, the others leave the ISR, and if the
+    /// leader is leaving, the first live in-sync replica of `target` takes
+    /// over. False (nothing changed) while some target replica lags.
+    pub fn complete_reassignment(&mut self, target: &[NodeId], alive: &dyn Fn(NodeId) -> bool) -> bool {
+        if !target.iter().all(|r| self.isr.contains(r)) {
+            return false;
+        }
+        self.replicas = target.to_vec();
+        self.isr.retain(|r| target.contains(r));
+        if self.leader.is_some_and(|l| !target.contains(&l)) {
+            let next = self.pick(alive);
+            self.set_leader(next);
+        } else {
+            self.partition_epoch += 1;
+        }
+        true
+    }
+
     /// Kafka's AlterPartition from the leader: compare-and-set on the
     /// partition epoch. A new member must be alive (a fenced broker never
     /// joins).
@@ -140,6 +175,45 @@ impl PartitionControl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reassignment_adds_the_new_replicas_first_and_drops_the_old_ones_once_in_sync() {
+        let alive = |_| true;
+        let mut p = PartitionControl::new(vec![1, 2, 3]);
+        // Move off 1 (the leader) onto 4.
+        assert!(p.begin_reassignment(&[4, 2, 3]));
+        assert_eq!(p.replicas, vec![4, 2, 3, 1]);
+        assert_eq!((p.leader, p.leader_epoch, p.isr.clone()), (Some(1), 0, vec![1, 2, 3]));
+        // 4 has not caught up: nothing moves yet.
+        assert!(!p.complete_reassignment(&[4, 2, 3], &alive));
+        assert_eq!(p.replicas, vec![4, 2, 3, 1]);
+        // 4 joins the ISR (the leader's AlterPartition), then it completes:
+        // 1 leaves the replicas and the ISR, and leadership moves into the
+        // target at a new epoch.
+        let req = AlterIsr {
+            leader: 1,
+            leader_epoch: 0,
+            partition_epoch: p.partition_epoch,
+            isr: vec![1, 2, 3, 4],
+        };
+        p.alter_isr(&req, &alive).expect("expansion");
+        let before = p.partition_epoch;
+        assert!(p.complete_reassignment(&[4, 2, 3], &alive));
+        assert_eq!(p.replicas, vec![4, 2, 3]);
+        assert_eq!(p.isr, vec![2, 3, 4]);
+        assert_eq!((p.leader, p.leader_epoch), (Some(4), 1));
+        assert!(p.partition_epoch > before);
+        // Shrinking to a subset needs no catching up, and keeps the leader.
+        let mut q = PartitionControl::new(vec![1, 2, 3]);
+        assert!(q.begin_reassignment(&[1, 2]));
+        assert!(q.complete_reassignment(&[1, 2], &alive));
+        assert_eq!(
+            (q.replicas.clone(), q.isr.clone(), q.leader, q.leader_epoch),
+            (vec![1, 2], vec![1, 2], Some(1), 0)
+        );
+        // The same replicas: nothing to do.
+        assert!(!q.begin_reassignment(&[1, 2]));
+    }
 
     #[test]
     fn failover_moves_leadership_within_the_isr_and_back() {

@@ -260,6 +260,22 @@ impl LeaderState {
         self.on_partition_update(isr, partition_epoch, log_end);
     }
 
+    /// The replica set changed at this epoch (a reassignment): new
+    /// replicas are tracked as followers from now, counted caught up now
+    /// (as at the start of a leadership), and outside the ISR until they
+    /// catch up; the ones that left are forgotten.
+    pub fn set_replicas(&mut self, replicas: &[NodeId], now_ms: i64) {
+        self.followers.retain(|id, _| replicas.contains(id));
+        for &r in replicas.iter().filter(|&&r| r != self.me) {
+            self.followers.entry(r).or_insert(Progress {
+                log_end: -1,
+                caught_up_ms: now_ms,
+                leader_end_at_last_fetch: -1,
+                last_fetch_ms: now_ms,
+            });
+        }
+    }
+
     /// The controller's state of the partition at this leader epoch (an
     /// ISR change made or refused, a replica fenced); older ones are
     /// ignored. A newer state settles a pending change.

@@ -1,0 +1,136 @@
+//! Reassignment on three nodes: a partition on two brokers is moved, with
+//! `sluice partition reassign`, onto the third broker and one of the two,
+//! while producing with acks=all. The new replica catches up from the
+//! leader, then the leaving one (the leader) hands over and drops out:
+//! replicas and ISR become the target, leadership moves into it, the
+//! leaving node deletes its copy, every acknowledged record is there,
+//! and the two replicas hold the same batches.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{batches_on_disk, kafka_wire, start_cluster, until_agreed, until_all_live, until_in_sync, wait_bounded};
+
+const WAIT: Duration = Duration::from_secs(60);
+const TOPIC: &str = "moving";
+
+fn produce(bootstrap: &str, from: usize, to: usize) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["produce", "--topic", TOPIC, "--acks", "all", "--bootstrap", bootstrap])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("sluice produce runs");
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        for i in from..to {
+            writeln!(stdin, "m{i}").expect("write");
+        }
+    }
+    let status = wait_bounded(&mut child, "produce", WAIT);
+    assert!(status.success(), "produce: {status}");
+}
+
+/// `sluice partition reassign` of partition 0 onto `replicas`, through
+/// the node at `metrics_addr`.
+fn reassign(metrics_addr: std::net::SocketAddr, replicas: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "partition",
+            "reassign",
+            "--topic",
+            TOPIC,
+            "--partition",
+            "0",
+            "--replicas",
+            replicas,
+        ])
+        .args(["--metrics-addr", &metrics_addr.to_string()])
+        .output()
+        .expect("sluice partition reassign runs")
+}
+
+#[test]
+fn a_partition_moves_to_another_broker_with_nothing_lost() {
+    let mut nodes = start_cluster(3, 1, common::CLUSTER_FLAGS).nodes;
+    until_all_live(&nodes, WAIT);
+    assert_eq!(kafka_wire::create_topic(nodes[0].kafka_addr(), TOPIC, 1, 2, &[]), 0);
+    let before = until_in_sync(&nodes, TOPIC, 1, 2, "placed");
+    let (leader, _, replicas, _) = before[&0].clone();
+    let leader = leader.expect("a leader");
+    let stays = *replicas.iter().find(|&&r| r != leader).expect("a follower");
+    let joins = (1..=3).find(|id| !replicas.contains(id)).expect("a third broker");
+    let bootstrap = nodes.iter().map(|n| n.bootstrap()).collect::<Vec<_>>().join(",");
+    produce(&bootstrap, 0, 2000);
+
+    // Move off the leader onto the third broker, while producing.
+    let out = reassign(nodes[2].metrics_addr(), &format!("{joins},{stays}"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    produce(&bootstrap, 2000, 4000);
+    let all = [0, 1, 2];
+    let after = until_agreed(
+        &nodes,
+        &all,
+        "the reassignment completes",
+        WAIT,
+        |b| b.cluster_partitions(TOPIC),
+        |p| {
+            let (l, _, r, i) = &p[&0];
+            let mut isr = i.clone();
+            isr.sort_unstable();
+            let mut want = vec![joins, stays];
+            want.sort_unstable();
+            *r == vec![joins, stays] && isr == want && l.is_some_and(|l| l != leader)
+        },
+    );
+    assert!(after[&0].1 > before[&0].1, "leadership moved at a new epoch");
+    // The leaving node deletes its copy.
+    let gone = nodes[leader as usize - 1].data_dir().join(format!("{TOPIC}-0"));
+    let deadline = Instant::now() + WAIT;
+    while gone.exists() {
+        assert!(Instant::now() < deadline, "the old replica's files are removed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Everything acknowledged is there.
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["consume", "--topic", TOPIC, "--bootstrap", &bootstrap])
+        .output()
+        .expect("sluice consume runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: BTreeSet<String> = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(String::from)
+        .collect();
+    let missing: Vec<usize> = (0..4000).filter(|i| !got.contains(&format!("m{i}"))).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged records missing, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    // A bad target is refused with a clear message.
+    let out = reassign(nodes[0].metrics_addr(), "1,1");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("repeats a broker"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    for n in &mut nodes {
+        assert_eq!(n.stop(), 0, "clean stop");
+    }
+    let a = batches_on_disk(nodes[joins as usize - 1].data_dir(), TOPIC, 0);
+    let b = batches_on_disk(nodes[stays as usize - 1].data_dir(), TOPIC, 0);
+    assert!(
+        !a.is_empty() && a == b,
+        "the two replicas differ: {} vs {} batches",
+        a.len(),
+        b.len()
+    );
+}
