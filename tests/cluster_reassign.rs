@@ -9,30 +9,17 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::process::{Command, Stdio};
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{batches_on_disk, kafka_wire, start_cluster, until_agreed, until_all_live, until_in_sync, wait_bounded};
+use common::{batches_on_disk, kafka_wire, start_cluster, until_agreed, until_all_live, until_in_sync};
 
 const WAIT: Duration = Duration::from_secs(60);
 const TOPIC: &str = "moving";
 
 fn produce(bootstrap: &str, from: usize, to: usize) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["produce", "--topic", TOPIC, "--acks", "all", "--bootstrap", bootstrap])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("sluice produce runs");
-    {
-        let mut stdin = child.stdin.take().expect("stdin");
-        for i in from..to {
-            writeln!(stdin, "m{i}").expect("write");
-        }
-    }
-    let status = wait_bounded(&mut child, "produce", WAIT);
-    assert!(status.success(), "produce: {status}");
+    common::produce_lines(bootstrap, TOPIC, (from..to).map(|i| format!("m{i}")), WAIT);
 }
 
 /// `sluice partition reassign` of partition 0 onto `replicas`, through

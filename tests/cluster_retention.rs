@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{batches_on_disk, kafka_wire, start_cluster, until_all_live, until_in_sync, wait_bounded};
+use common::{batches_on_disk, kafka_wire, start_cluster, until_all_live, until_in_sync};
 
 const WAIT: Duration = Duration::from_secs(60);
 const TOPIC: &str = "short";
@@ -60,21 +58,8 @@ fn a_follower_behind_the_leaders_log_start_starts_again_there() {
         .map(|(_, n)| n.bootstrap())
         .collect::<Vec<_>>()
         .join(",");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["produce", "--topic", TOPIC, "--acks", "all", "--bootstrap", &bootstrap])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("sluice produce runs");
-    {
-        let mut stdin = child.stdin.take().expect("stdin");
-        let line = "x".repeat(1000);
-        for i in 0..6000 {
-            writeln!(stdin, "{i:06}{line}").expect("write");
-        }
-    }
-    let status = wait_bounded(&mut child, "produce", WAIT);
-    assert!(status.success(), "produce: {status}");
+    let pad = "x".repeat(1000);
+    common::produce_lines(&bootstrap, TOPIC, (0..6000).map(|i| format!("{i:06}{pad}")), WAIT);
     let deadline = std::time::Instant::now() + WAIT;
     while bases(nodes[leader].data_dir()).first().is_none_or(|&b| b == 0) {
         assert!(

@@ -64,6 +64,9 @@ pub struct Broker {
     pub shards: usize,
     child: Option<Child>,
     extra: Vec<String>,
+    /// RLIMIT_FSIZE of the process (bytes per file): writes past it fail
+    /// as on a full disk.
+    file_bytes_max: Option<u64>,
 }
 
 impl Broker {
@@ -78,6 +81,7 @@ impl Broker {
             shards,
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            file_bytes_max: None,
         };
         b.spawn();
         b
@@ -131,7 +135,28 @@ impl Broker {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        if let Some(limit) = self.file_bytes_max {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec only async-signal-safe calls:
+            // setrlimit and signal.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // A write past the limit fails with EFBIG instead of
+                    // killing the process.
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd
             .arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)
@@ -209,6 +234,12 @@ impl Broker {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// From the next (re)start on, files this broker writes cannot grow
+    /// past `bytes` (RLIMIT_FSIZE): a disk that fills up.
+    pub fn limit_file_bytes(&mut self, bytes: u64) {
+        self.file_bytes_max = Some(bytes);
     }
 
     /// Starts the same broker again on the same ports and data.
@@ -535,4 +566,24 @@ pub fn until_in_sync(nodes: &[Broker], topic: &str, partitions: usize, rf: usize
         |b| b.cluster_partitions(topic),
         |p| all_in_sync(p, partitions, rf),
     )
+}
+
+/// Produces `lines` (one record each) to `topic` with acks=all through
+/// `sluice produce`, bootstrapping from `bootstrap`; panics unless every
+/// one is acknowledged within `limit`.
+pub fn produce_lines(bootstrap: &str, topic: &str, lines: impl Iterator<Item = String>, limit: Duration) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["produce", "--topic", topic, "--acks", "all", "--bootstrap", bootstrap])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("sluice produce runs");
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        for line in lines {
+            writeln!(stdin, "{line}").expect("write");
+        }
+    }
+    let status = wait_bounded(&mut child, "sluice produce", limit);
+    assert!(status.success(), "every record acknowledged: {status}");
 }
