@@ -25,6 +25,14 @@ KILLS=${KILLS:-20}
 SESSION_MS=${SESSION_MS:-2000}
 OUT=${PERF_DIR:-target/perf}/cluster
 rm -rf "$OUT" && mkdir -p "$OUT"
+# Max-rate load writes hundreds of MB/s to three replicas: keep each
+# partition to about 64 MiB on disk (16 MiB segments), so a run needs a
+# few GB, not tens.
+cat >"$OUT/sluice.toml" <<'TOML'
+segment_bytes = 16777216
+retention_bytes = 67108864
+retention_check_interval_ms = 1000
+TOML
 cargo build --release --quiet --bin sluice -p sluice -p sluice-loadgen
 SLUICE=target/release/sluice
 LOADGEN=target/release/sluice-loadgen
@@ -54,7 +62,7 @@ start_node() { # id rf
     --native-addr "$(native "$i")" --shard-port-base "$(shard_port "$i")" \
     --kafka-addr "$(kafka "$i")" --metrics-addr "$(metrics "$i")" --data-dir "$OUT/rf$rf/node$i" \
     --shards 1 --default-replication-factor "$rf" --min-insync-replicas "$(( rf > 1 ? 2 : 1 ))" \
-    --broker-session-timeout-ms "$SESSION_MS" --leader-imbalance-check-interval-ms 0 \
+    --broker-session-timeout-ms "$SESSION_MS" --leader-imbalance-check-interval-ms 0 --config "$OUT/sluice.toml" \
     2>>"$OUT/node$i.log" &
   PID[$i]=$!
 }
@@ -73,7 +81,8 @@ stop_all() {
   for i in 1 2 3; do kill -TERM "${PID[$i]}" 2>/dev/null || true; done
   for i in 1 2 3; do wait "${PID[$i]}" 2>/dev/null || true; done
 }
-trap 'for i in 1 2 3; do kill -9 "${PID[$i]:-0}" 2>/dev/null || true; done' EXIT
+# The nodes go, and their data with them (the report and logs stay).
+trap 'for i in 1 2 3; do kill -9 "${PID[$i]:-0}" 2>/dev/null || true; done; rm -rf "$OUT/rf1" "$OUT/rf3"' EXIT
 
 run_load() { # rf
   local rf=$1
@@ -91,6 +100,7 @@ run_load() { # rf
 echo "== RF=1, acks=all" >&2
 run_load 1
 stop_all
+rm -rf "$OUT/rf1"
 echo "== RF=3 (min.insync.replicas 2), acks=all" >&2
 run_load 3
 
