@@ -62,6 +62,7 @@ error_codes! {
     TopicAlreadyExists = 36,
     InvalidPartitions = 37,
     InvalidReplicationFactor = 38,
+    InvalidReplicaAssignment = 39,
     InvalidConfig = 40,
     InvalidRequest = 42,
     OutOfOrderSequenceNumber = 45,
@@ -77,6 +78,7 @@ error_codes! {
     MemberIdRequired = 79,
     GroupMaxSizeReached = 81,
     FencedInstanceId = 82,
+    NoReassignmentInProgress = 85,
     InvalidRecord = 87,
 }
 
@@ -785,4 +787,45 @@ pub enum Response {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResponseHeader {
     pub correlation_id: i32,
+}
+
+/// Cluster administration that only the Kafka wire carries (native
+/// clients use the admin endpoints on the metrics port, `sluice partition
+/// reassign`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterAdmin {
+    /// Move each (topic, partition) onto these replicas, preferred leader
+    /// first (Kafka's AlterPartitionReassignments); `None` asks to cancel.
+    Reassign(Vec<(String, u32, Option<Vec<u32>>)>),
+    /// The reassignments in progress among these partitions, or all
+    /// (Kafka's ListPartitionReassignments).
+    ListReassignments(Option<Vec<(String, u32)>>),
+}
+
+/// The answer to a [`ClusterAdmin`] request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterAdminAnswer {
+    /// One result per partition asked for, in order.
+    Reassign(Vec<PartitionResult>),
+    Reassignments(Vec<OngoingReassignment>),
+    /// Refused as a whole (e.g. not in cluster mode).
+    Refused(ErrorCode, String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionResult {
+    pub topic: String,
+    pub partition: u32,
+    pub error: ErrorCode,
+    pub message: String,
+}
+
+/// A partition moving: all its replicas now, those joining, those leaving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OngoingReassignment {
+    pub topic: String,
+    pub partition: u32,
+    pub replicas: Vec<u32>,
+    pub adding: Vec<u32>,
+    pub removing: Vec<u32>,
 }

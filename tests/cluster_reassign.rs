@@ -3,8 +3,11 @@
 //! while producing with acks=all. The new replica catches up from the
 //! leader, then the leaving one (the leader) hands over and drops out:
 //! replicas and ISR become the target, leadership moves into it, the
-//! leaving node deletes its copy, every acknowledged record is there,
-//! and the two replicas hold the same batches.
+//! leaving node deletes its copy, every acknowledged record is there.
+//! Then Kafka's AlterPartitionReassignments moves it back onto the node
+//! that left while that node is down: ListPartitionReassignments shows it
+//! in progress (adding that node, removing the other), and it completes
+//! once the node returns; the two replicas hold the same batches.
 
 mod common;
 
@@ -12,6 +15,13 @@ use std::collections::BTreeSet;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+use kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey, BrokerId,
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
 
 use common::{batches_on_disk, kafka_wire, start_cluster, until_agreed, until_all_live, until_in_sync};
 
@@ -109,10 +119,61 @@ fn a_partition_moves_to_another_broker_with_nothing_lost() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The Kafka APIs: move it back onto the node that left, while that
+    // node is down, so the reassignment stays in progress and is listed;
+    // it completes once the node returns and catches up.
+    let back = leader as usize - 1;
+    assert_eq!(nodes[back].stop(), 0, "clean stop");
+    let mut s = kafka_wire::connect(nodes[stays as usize - 1].kafka_addr());
+    let req = AlterPartitionReassignmentsRequest::default().with_topics(vec![ReassignableTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+        .with_partitions(vec![ReassignablePartition::default()
+            .with_partition_index(0)
+            .with_replicas(Some(vec![BrokerId(leader as i32), BrokerId(stays as i32)]))])]);
+    let resp: AlterPartitionReassignmentsResponse =
+        kafka_wire::call(&mut s, ApiKey::AlterPartitionReassignments, 0, &req);
+    assert_eq!(resp.error_code, 0);
+    assert_eq!(
+        resp.responses[0].partitions[0].error_code, 0,
+        "{:?}",
+        resp.responses[0].partitions[0].error_message
+    );
+    let listed = |s: &mut std::net::TcpStream| -> Vec<(Vec<i32>, Vec<i32>, Vec<i32>)> {
+        let req = ListPartitionReassignmentsRequest::default().with_topics(None);
+        let resp: ListPartitionReassignmentsResponse = kafka_wire::call(s, ApiKey::ListPartitionReassignments, 0, &req);
+        let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<i32>>();
+        resp.topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .map(|p| (ids(&p.replicas), ids(&p.adding_replicas), ids(&p.removing_replicas)))
+            .collect()
+    };
+    let (l, st, jo) = (leader as i32, stays as i32, joins as i32);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = listed(&mut s);
+        if now == vec![(vec![l, st, jo], vec![l], vec![jo])] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "listed in progress: {now:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nodes[back].restart();
+    let up: Vec<usize> = (0..3).collect();
+    until_agreed(
+        &nodes,
+        &up,
+        "moved back",
+        WAIT,
+        |b| b.cluster_partitions(TOPIC),
+        |p| p[&0].2 == vec![leader, stays] && p[&0].3.len() == 2,
+    );
+    assert!(listed(&mut s).is_empty(), "nothing in progress once done");
+
     for n in &mut nodes {
         assert_eq!(n.stop(), 0, "clean stop");
     }
-    let a = batches_on_disk(nodes[joins as usize - 1].data_dir(), TOPIC, 0);
+    let a = batches_on_disk(nodes[leader as usize - 1].data_dir(), TOPIC, 0);
     let b = batches_on_disk(nodes[stays as usize - 1].data_dir(), TOPIC, 0);
     assert!(
         !a.is_empty() && a == b,

@@ -47,6 +47,8 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 const LEADER_TICK: Duration = Duration::from_millis(250);
 /// How long a proposal may wait for the controller.
 const PROPOSE_WAIT: Duration = Duration::from_secs(10);
+/// The pause before a proposal lost to a change of controller is sent again.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// A follower's fetcher from one leader node, on one shard.
 #[derive(Debug, Default)]
@@ -301,7 +303,20 @@ impl Shard {
         let Some(cluster) = self.cluster.borrow().clone() else {
             return Err("not in cluster mode".into());
         };
-        crate::cluster::runtime::propose_and_wait(&cluster, &cmd, PROPOSE_WAIT).await
+        // Lost to a change of controller (or none elected yet): propose
+        // again until the deadline. A command applied whose answer was
+        // lost is then applied as a no-op or refused as a duplicate.
+        let deadline = Instant::now() + PROPOSE_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match crate::cluster::runtime::propose_and_wait(&cluster, &cmd, left).await {
+                Err(m) if m.ends_with("retry") && Instant::now() + RETRY_PAUSE < deadline => {
+                    tracing::debug!(error = %m, "proposing again");
+                    glommio::timer::sleep(RETRY_PAUSE).await;
+                }
+                answer => return answer,
+            }
+        }
     }
 
     /// The replication lines of the partitions this shard leads.
@@ -733,6 +748,78 @@ impl Shard {
 }
 
 impl Shard {
+    /// Cluster administration from the Kafka wire: reassignments.
+    pub async fn cluster_admin(self: &Rc<Self>, op: crate::api::ClusterAdmin) -> crate::api::ClusterAdminAnswer {
+        use crate::api::{ClusterAdmin, ClusterAdminAnswer, OngoingReassignment, PartitionResult};
+        let Some(view) = self.view.clone() else {
+            return ClusterAdminAnswer::Refused(
+                ErrorCode::InvalidRequest,
+                "partition reassignment needs cluster mode".into(),
+            );
+        };
+        match op {
+            ClusterAdmin::Reassign(moves) => {
+                let mut results = Vec::with_capacity(moves.len());
+                for (topic, partition, replicas) in moves {
+                    let (error, message) = match replicas {
+                        None => match view.snapshot().partition(&topic, partition) {
+                            Some(p) if p.target.is_some() => (
+                                ErrorCode::InvalidRequest,
+                                "cancelling a reassignment is not supported; reassign to the replicas wanted".into(),
+                            ),
+                            Some(_) => (ErrorCode::NoReassignmentInProgress, String::new()),
+                            None => (ErrorCode::UnknownTopicOrPartition, String::new()),
+                        },
+                        Some(replicas) => {
+                            let cmd = Command::ReassignPartition {
+                                topic: topic.clone(),
+                                partition,
+                                replicas,
+                            };
+                            match self.propose(cmd).await {
+                                Ok(_) => (ErrorCode::None, String::new()),
+                                Err(m) if m.contains("does not exist") => (ErrorCode::UnknownTopicOrPartition, m),
+                                Err(m) if m.contains("repeats") || m.contains("not registered") => {
+                                    (ErrorCode::InvalidReplicaAssignment, m)
+                                }
+                                Err(m) => (ErrorCode::RequestTimedOut, m),
+                            }
+                        }
+                    };
+                    results.push(PartitionResult {
+                        topic,
+                        partition,
+                        error,
+                        message,
+                    });
+                }
+                ClusterAdminAnswer::Reassign(results)
+            }
+            ClusterAdmin::ListReassignments(wanted) => {
+                let state = view.snapshot();
+                let mut out = Vec::new();
+                for (name, t) in &state.topics {
+                    for (i, p) in t.partitions.iter().enumerate() {
+                        let asked = wanted
+                            .as_ref()
+                            .is_none_or(|w| w.iter().any(|(wt, wp)| wt == name && *wp == i as u32));
+                        let Some(target) = p.target.as_ref().filter(|_| asked) else {
+                            continue;
+                        };
+                        out.push(OngoingReassignment {
+                            topic: name.clone(),
+                            partition: i as u32,
+                            replicas: p.replicas.clone(),
+                            adding: p.adding.clone(),
+                            removing: p.replicas.iter().copied().filter(|r| !target.contains(r)).collect(),
+                        });
+                    }
+                }
+                ClusterAdminAnswer::Reassignments(out)
+            }
+        }
+    }
+
     /// Cluster mode: Metadata from the applied cluster state: every live
     /// broker, and each partition's leader, replicas and ISR. Offsets are
     /// filled in for the partitions this node leads.

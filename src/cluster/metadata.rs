@@ -54,6 +54,9 @@ pub struct PartitionState {
     /// (`replicas` holds them and the leaving ones until it completes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Vec<NodeId>>,
+    /// Of those, the replicas the reassignment adds (not replicas before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<NodeId>,
 }
 
 impl From<&PartitionControl> for PartitionState {
@@ -65,6 +68,7 @@ impl From<&PartitionControl> for PartitionState {
             partition_epoch: p.partition_epoch,
             isr: p.isr.clone(),
             target: None,
+            adding: Vec::new(),
         }
     }
 }
@@ -72,8 +76,12 @@ impl From<&PartitionControl> for PartitionState {
 impl PartitionState {
     /// Takes the controller's decision, keeping a reassignment in progress.
     fn set(&mut self, c: &PartitionControl) {
-        let target = self.target.take();
-        *self = PartitionState { target, ..c.into() };
+        let (target, adding) = (self.target.take(), std::mem::take(&mut self.adding));
+        *self = PartitionState {
+            target,
+            adding,
+            ..c.into()
+        };
     }
 
     /// Completes the reassignment in progress if its target replicas are
@@ -87,6 +95,7 @@ impl PartitionState {
             return false;
         }
         self.target = None;
+        self.adding.clear();
         self.set(&control);
         true
     }
@@ -331,8 +340,14 @@ impl ClusterState {
                 if !control.begin_reassignment(replicas) && state.target.is_none() {
                     return Ok(Applied::Done);
                 }
+                let adding: Vec<NodeId> = replicas
+                    .iter()
+                    .copied()
+                    .filter(|r| !state.replicas.contains(r) || state.adding.contains(r))
+                    .collect();
                 state.set(&control);
                 state.target = Some(replicas.clone());
+                state.adding = adding;
                 state.settle_reassignment(&|r| live.contains(&r));
                 Ok(Applied::Partitions(vec![(topic.clone(), *partition)]))
             }

@@ -115,8 +115,9 @@ pub struct Cluster {
     /// in, and who waits. An entry applied at that index in another term
     /// means the proposal was lost.
     pending: HashMap<u64, (u64, Waiter)>,
-    /// Proposals this node forwarded to the controller, by request id.
-    forwarded: HashMap<u64, oneshot::Sender<Answer>>,
+    /// Proposals this node forwarded to the controller, by request id,
+    /// with the controller they went to.
+    forwarded: HashMap<u64, (u32, oneshot::Sender<Answer>)>,
     next_req: u64,
     /// The applied state as every shard reads it, republished after each
     /// apply; `changed` counts the republications.
@@ -269,7 +270,7 @@ impl Cluster {
                 Ok(bytes) => {
                     self.next_req += 1;
                     let req = self.next_req;
-                    self.forwarded.insert(req, tx);
+                    self.forwarded.insert(req, (c, tx));
                     let mut p = BytesMut::with_capacity(8 + bytes.len());
                     p.put_u64(req);
                     p.put_slice(&bytes);
@@ -309,7 +310,7 @@ impl Cluster {
     fn on_proposed(&mut self, from: u32, b: Bytes) {
         match parse_proposed(b) {
             Ok((req, answer)) => {
-                if let Some(tx) = self.forwarded.remove(&req) {
+                if let Some((_, tx)) = self.forwarded.remove(&req) {
                     let _ = tx.send(answer);
                 }
             }
@@ -366,7 +367,21 @@ impl Cluster {
             }
         }
         // Callers that gave up.
-        self.forwarded.retain(|_, tx| !tx.is_canceled());
+        self.forwarded.retain(|_, (_, tx)| !tx.is_canceled());
+        // Forwarded to a controller that is no longer the one: its answer
+        // may never come; the proposer retries.
+        let controller = self.controller();
+        let lost: Vec<u64> = self
+            .forwarded
+            .iter()
+            .filter(|(_, (to, _))| Some(*to) != controller)
+            .map(|(&req, _)| req)
+            .collect();
+        for req in lost {
+            if let Some((_, tx)) = self.forwarded.remove(&req) {
+                let _ = tx.send(Err("the controller changed; retry".into()));
+            }
+        }
         self.flush();
     }
 

@@ -63,6 +63,17 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         }
         let req = match action {
             Action::Broker(req) => req,
+            Action::Admin(op) => {
+                let (shard, handling) = (shard.clone(), Handling::start(&shard));
+                glommio::spawn_local(async move {
+                    let answer = shard.cluster_admin(op).await;
+                    let _ = answer_tx.send(Some(vec![kafka::encode_admin(&header, answer)]));
+                    drop(permit);
+                    drop(handling);
+                })
+                .detach();
+                continue;
+            }
             Action::Reply(frame) => {
                 let _ = answer_tx.send(Some(vec![frame]));
                 continue;

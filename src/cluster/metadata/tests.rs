@@ -269,6 +269,7 @@ fn a_reassignment_completes_when_the_new_replicas_are_in_sync() {
     let moving = s.topics["t"].partitions[0].clone();
     assert_eq!(moving.replicas, vec![4, 2, 3, 1]);
     assert_eq!(moving.target, Some(vec![4, 2, 3]));
+    assert_eq!(moving.adding, vec![4]);
     assert_eq!((moving.leader, moving.leader_epoch), (Some(1), 0));
     // The state survives the metadata log's snapshot encoding.
     assert_eq!(ClusterState::decode(&s.encode().expect("encodes")).expect("decodes"), s);

@@ -21,6 +21,7 @@ mod data;
 mod gather;
 mod group;
 mod producer;
+mod reassign;
 #[cfg(test)]
 mod tests;
 mod versions;
@@ -95,6 +96,9 @@ pub enum Action {
     Broker(api::Request),
     /// Send this frame as the answer; the broker is not involved.
     Reply(Bytes),
+    /// Cluster administration for the broker; encode its answer with
+    /// [`encode_admin`].
+    Admin(api::ClusterAdmin),
     /// No answer can be formed (an API whose error response we cannot
     /// build): log the reason and close the connection.
     Close(String),
@@ -155,6 +159,16 @@ pub fn decode_request(mut frame: Bytes, node: &Advertised) -> Result<(Header, Ac
     let supported = versions::range_of(header.api_key).is_some_and(|r| r.contains(&header.version));
     if !supported {
         let action = error_action(&header, ErrorCode::UnsupportedVersion, "unsupported api or version");
+        return Ok((header, action));
+    }
+    if matches!(
+        header.api_key,
+        ApiKey::AlterPartitionReassignments | ApiKey::ListPartitionReassignments
+    ) {
+        let action = match reassign::decode(&header, &mut frame) {
+            Ok(op) => Action::Admin(op),
+            Err(e) => error_action(&header, ErrorCode::InvalidRequest, &e),
+        };
         return Ok((header, action));
     }
     if header.api_key == ApiKey::DescribeCluster {
@@ -239,6 +253,11 @@ fn try_encode_chunks(header: &Header, node: &Advertised, resp: api::Response) ->
         }
         (_, resp) => try_encode_response(header, node, resp).map(|frame| vec![frame]),
     }
+}
+
+/// The frame answering a cluster administration request.
+pub fn encode_admin(header: &Header, answer: api::ClusterAdminAnswer) -> Bytes {
+    reassign::encode(header, answer).unwrap_or_else(|e| encoding_failed(header, &e))
 }
 
 /// [`encode_response`] for an answer without record data: one frame.
