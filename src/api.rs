@@ -497,8 +497,8 @@ pub struct BrokerInfo {
     pub node_id: i32,
     pub host: String,
     pub port: u16,
-    /// HOST:PORT of its Kafka listener as advertised; empty on a single
-    /// node (the Kafka adapter knows its own).
+    /// HOST:PORT of its Kafka listener as advertised. Not carried by the
+    /// native protocol.
     pub kafka: String,
 }
 
@@ -513,8 +513,8 @@ pub struct PartitionInfo {
     pub shard_port: u16,
     pub log_start_offset: i64,
     pub high_watermark: i64,
-    /// Cluster mode: the replicas (preferred leader first) and the ISR;
-    /// empty on a single node, where the leader is the only replica.
+    /// The replicas (preferred leader first) and the ISR. Not carried by
+    /// the native protocol (its clients need only the leader).
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
 }

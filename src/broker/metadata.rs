@@ -164,6 +164,30 @@ impl Metadata {
     }
 }
 
+/// Checks what a new topic asks for before it is placed: its name and
+/// its partition count (whether it already exists is the caller's to ask).
+pub fn check_new_topic(nt: &crate::api::NewTopic) -> Result<(), (ErrorCode, String)> {
+    validate_topic_name(&nt.name).map_err(|m| (ErrorCode::InvalidTopic, m))?;
+    if nt.partitions == 0 || nt.partitions > PARTITIONS_MAX {
+        return Err((
+            ErrorCode::InvalidPartitions,
+            format!("partitions must be 1..={PARTITIONS_MAX}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a client may delete `name`: the offsets topic is the groups'.
+pub fn check_deletable(name: &str) -> Result<(), (ErrorCode, String)> {
+    if name == crate::group::offsets::OFFSETS_TOPIC {
+        return Err((
+            ErrorCode::InvalidTopic,
+            format!("{name} is internal: delete groups instead"),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a topic name the way Kafka does.
 pub fn validate_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name == "." || name == ".." {

@@ -44,8 +44,6 @@ const FILE_NAME: &str = "producer_ids";
 const TMP_NAME: &str = "producer_ids.tmp";
 /// Ids reserved per durable write. A crash wastes at most this many.
 pub const BLOCK_IDS: i64 = 1000;
-/// How long an InitProducerId waits for a block from the quorum.
-const QUORUM_WAIT: Duration = Duration::from_secs(5);
 /// At most one "transactions are not supported" warning per shard this
 /// often; the refusals in between are counted in the next one.
 const TXN_WARNING_INTERVAL: Duration = Duration::from_secs(60);
@@ -175,11 +173,7 @@ enum IdSource {
     Local(ProducerIdAllocator),
     /// Cluster mode: blocks handed out by the controller quorum, so ids
     /// are unique across the cluster. `next..end` is the current block.
-    Quorum {
-        cluster: Rc<RefCell<crate::cluster::runtime::Cluster>>,
-        next: i64,
-        end: i64,
-    },
+    Quorum { next: i64, end: i64 },
 }
 
 impl ProducerIds {
@@ -264,15 +258,11 @@ impl Shard {
     /// controller quorum.
     pub fn use_cluster(&self, cluster: Rc<RefCell<crate::cluster::runtime::Cluster>>) {
         *self.cluster.borrow_mut() = Some(cluster.clone());
-        *self.producer_ids.source.borrow_mut() = IdSource::Quorum {
-            cluster,
-            next: 0,
-            end: 0,
-        };
+        *self.producer_ids.source.borrow_mut() = IdSource::Quorum { next: 0, end: 0 };
     }
 
     /// Shard 0: the next id, epoch 0.
-    pub(super) async fn allocate_producer_id(&self) -> Response {
+    pub(super) async fn allocate_producer_id(self: &Rc<Self>) -> Response {
         let granted = |producer_id| Response::InitProducerId {
             error: ErrorCode::None,
             producer_id,
@@ -280,7 +270,7 @@ impl Shard {
         };
         // No `.await` while borrowed: the local allocator's write is
         // synchronous, and the quorum is asked below, after the borrow.
-        let cluster = match &mut *self.producer_ids.source.borrow_mut() {
+        match &mut *self.producer_ids.source.borrow_mut() {
             IdSource::Local(allocator) => {
                 return match allocator.allocate() {
                     Ok(id) => granted(id),
@@ -290,21 +280,21 @@ impl Shard {
                     }
                 }
             }
-            IdSource::Quorum { next, end, .. } if *next < *end => {
+            IdSource::Quorum { next, end } if *next < *end => {
                 *next += 1;
                 return granted(*next - 1);
             }
-            IdSource::Quorum { cluster, .. } => cluster.clone(),
+            IdSource::Quorum { .. } => {}
             IdSource::None => return init_producer_id_error(ErrorCode::CoordinatorNotAvailable),
-        };
+        }
         use crate::cluster::metadata::{Applied, Command};
         let cmd = Command::AllocateProducerIds {
             broker: self.config.cluster.as_ref().map_or(0, |c| c.node_id),
             count: BLOCK_IDS as u32,
         };
-        match crate::cluster::runtime::propose_and_wait(&cluster, &cmd, QUORUM_WAIT).await {
+        match self.propose(cmd).await {
             Ok(Applied::ProducerIds(first)) => {
-                if let IdSource::Quorum { next, end, .. } = &mut *self.producer_ids.source.borrow_mut() {
+                if let IdSource::Quorum { next, end } = &mut *self.producer_ids.source.borrow_mut() {
                     // Requests that waited together each got a block; the
                     // newest one serves the next requests, the rest of
                     // the others is never used (ids are never reused).

@@ -29,7 +29,7 @@ use crate::api::ErrorCode;
 use crate::cluster::fetch::{self, FetchPartition, FetchRequest, Fetched, FetchedPartition};
 use crate::cluster::metadata::{Applied, ClusterState, Command};
 use crate::cluster::replica::{AlterIsr, NodeId};
-use crate::cluster::runtime::{read_frame, Answer};
+use crate::cluster::runtime::{read_frame, Answer, ProposeError};
 use crate::watermark::Watermark;
 
 /// How long a follower's fetch may wait at the leader for news.
@@ -57,7 +57,6 @@ pub struct Fetcher {
     partitions: RefCell<BTreeSet<(String, u32)>>,
     /// Woken when a partition joins, so an idle fetcher starts at once.
     joined: Watermark,
-    running: std::cell::Cell<bool>,
 }
 
 impl Shard {
@@ -293,15 +292,15 @@ impl Shard {
 
     /// Proposes a metadata command through the controller quorum and waits
     /// for its outcome (bounded).
-    pub(super) async fn propose(self: &Rc<Self>, cmd: Command) -> Answer {
+    pub async fn propose(self: &Rc<Self>, cmd: Command) -> Answer {
         if self.id != 0 {
             return self
                 .call(0, |reply| ShardMsg::Propose { cmd, reply })
                 .await
-                .unwrap_or_else(|| Err("shard 0 did not answer".into()));
+                .unwrap_or_else(|| Err(ProposeError::Failed("shard 0 did not answer".into())));
         }
         let Some(cluster) = self.cluster.borrow().clone() else {
-            return Err("not in cluster mode".into());
+            return Err(ProposeError::Failed("not in cluster mode".into()));
         };
         // Lost to a change of controller (or none elected yet): propose
         // again until the deadline. A command applied whose answer was
@@ -310,7 +309,7 @@ impl Shard {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match crate::cluster::runtime::propose_and_wait(&cluster, &cmd, left).await {
-                Err(m) if m.ends_with("retry") && Instant::now() + RETRY_PAUSE < deadline => {
+                Err(ProposeError::Retry(m)) if Instant::now() + RETRY_PAUSE < deadline => {
                     tracing::debug!(error = %m, "proposing again");
                     glommio::timer::sleep(RETRY_PAUSE).await;
                 }
@@ -345,23 +344,23 @@ impl Shard {
     }
 
     /// Adds a followed partition to this shard's fetcher from `leader`,
-    /// starting the fetcher if there is none.
+    /// starting the fetcher if there is none. A fetcher runs exactly while
+    /// it is in `fetchers`: its loop removes it when it stops.
     fn follow(self: &Rc<Self>, topic: &str, partition: u32, leader: NodeId, addr: String) {
         let existing = self.fetchers.borrow().get(&leader).cloned();
-        let fetcher = match existing {
-            Some(f) => f,
-            None => {
-                let f = Rc::new(Fetcher::default());
-                self.fetchers.borrow_mut().insert(leader, f.clone());
-                f
-            }
+        let (fetcher, new) = match existing {
+            Some(f) => (f, false),
+            None => (Rc::new(Fetcher::default()), true),
         };
         if !addr.is_empty() {
             *fetcher.addr.borrow_mut() = addr;
         }
         fetcher.partitions.borrow_mut().insert((topic.to_string(), partition));
         fetcher.joined.set(fetcher.joined.get() + 1);
-        if !fetcher.running.replace(true) {
+        if new {
+            // Only now: the task may run at once, and a fetcher that finds
+            // no partition stops.
+            self.fetchers.borrow_mut().insert(leader, fetcher.clone());
             glommio::spawn_local(self.clone().fetcher_loop(leader, fetcher)).detach();
         }
     }
@@ -391,7 +390,6 @@ impl Shard {
             if fetchers.get(&leader).is_some_and(|f| Rc::ptr_eq(f, fetcher)) {
                 fetchers.remove(&leader);
             }
-            fetcher.running.set(false);
             return None;
         }
         Some((
@@ -435,11 +433,6 @@ impl Shard {
                 let Some((req, parts)) = self.next_fetch(leader, &fetcher) else {
                     return;
                 };
-                let known: Vec<(i32, i64)> = req
-                    .partitions
-                    .iter()
-                    .map(|p| (p.leader_epoch, p.high_watermark))
-                    .collect();
                 if stream.write_all(&req.encode()).await.is_err() {
                     break;
                 }
@@ -465,12 +458,12 @@ impl Shard {
                     }
                 };
                 let mut errors = 0;
-                for ((part, a), (epoch, _)) in parts.iter().zip(answers).zip(known) {
+                for ((part, a), asked) in parts.iter().zip(answers).zip(&req.partitions) {
                     if a.topic != part.topic || a.partition != part.index {
                         errors += 1;
                         continue;
                     }
-                    if let Err(e) = part.apply_fetched(leader, epoch, a.fetched).await {
+                    if let Err(e) = part.apply_fetched(leader, asked.leader_epoch, a.fetched).await {
                         tracing::debug!(topic = %part.topic, partition = part.index, error = %e, "replica fetch");
                         errors += 1;
                     }
@@ -621,11 +614,8 @@ impl Shard {
                 error,
                 message,
             };
-            if name == crate::group::offsets::OFFSETS_TOPIC {
-                results.push(result(
-                    ErrorCode::InvalidTopic,
-                    format!("{name} is internal: delete groups instead"),
-                ));
+            if let Err((error, m)) = super::metadata::check_deletable(&name) {
+                results.push(result(error, m));
                 continue;
             }
             let known = self
@@ -639,8 +629,7 @@ impl Shard {
             let cmd = Command::DeleteTopic { name: name.clone() };
             results.push(match self.propose(cmd).await {
                 Ok(_) => result(ErrorCode::None, String::new()),
-                Err(m) if m.contains("does not exist") => result(ErrorCode::UnknownTopicOrPartition, m),
-                Err(m) => result(ErrorCode::RequestTimedOut, m),
+                Err(e) => result(e.code(), e.to_string()),
             });
         }
         results
@@ -660,15 +649,8 @@ impl Shard {
                 error,
                 message,
             };
-            if let Err(m) = super::metadata::validate_topic_name(&nt.name) {
-                results.push(fail(ErrorCode::InvalidTopic, m));
-                continue;
-            }
-            if nt.partitions == 0 || nt.partitions > super::metadata::PARTITIONS_MAX {
-                results.push(fail(
-                    ErrorCode::InvalidPartitions,
-                    format!("partitions must be 1..={}", super::metadata::PARTITIONS_MAX),
-                ));
+            if let Err((error, m)) = super::metadata::check_new_topic(&nt) {
+                results.push(fail(error, m));
                 continue;
             }
             let state = match &self.view {
@@ -739,8 +721,7 @@ impl Shard {
                     message: String::new(),
                 },
                 Ok(other) => fail(ErrorCode::Unknown, format!("unexpected outcome {other:?}")),
-                Err(m) if m.contains("already exists") => fail(ErrorCode::TopicAlreadyExists, m),
-                Err(m) => fail(ErrorCode::RequestTimedOut, m),
+                Err(e) => fail(e.code(), e.to_string()),
             });
         }
         results
@@ -778,11 +759,7 @@ impl Shard {
                             };
                             match self.propose(cmd).await {
                                 Ok(_) => (ErrorCode::None, String::new()),
-                                Err(m) if m.contains("does not exist") => (ErrorCode::UnknownTopicOrPartition, m),
-                                Err(m) if m.contains("repeats") || m.contains("not registered") => {
-                                    (ErrorCode::InvalidReplicaAssignment, m)
-                                }
-                                Err(m) => (ErrorCode::RequestTimedOut, m),
+                                Err(e) => (e.code(), e.to_string()),
                             }
                         }
                     };

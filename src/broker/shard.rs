@@ -236,22 +236,30 @@ impl ByteBudget {
     }
 }
 
-fn unknown_produce(partition: u32) -> ProducePartitionResponse {
+fn produce_error(partition: u32, error: ErrorCode) -> ProducePartitionResponse {
     ProducePartitionResponse {
         partition,
-        error: ErrorCode::UnknownTopicOrPartition,
+        error,
         base_offset: -1,
         log_start_offset: -1,
     }
 }
 
-fn unknown_fetch(partition: u32) -> FetchPartitionResponse {
+fn fetch_error(partition: u32, error: ErrorCode) -> FetchPartitionResponse {
     FetchPartitionResponse {
         partition,
-        error: ErrorCode::UnknownTopicOrPartition,
+        error,
         high_watermark: -1,
         log_start_offset: -1,
         records: Vec::new(),
+    }
+}
+
+fn list_offsets_error(partition: u32, error: ErrorCode) -> ListOffsetsPartitionResponse {
+    ListOffsetsPartitionResponse {
+        partition,
+        error,
+        offset: -1,
     }
 }
 
@@ -628,10 +636,7 @@ impl Shard {
         let started = Instant::now();
         let resp = match self.partition(topic, partition) {
             Some(p) => p.produce(records, acks, deadline).await,
-            None => ProducePartitionResponse {
-                error: self.absent(topic, partition),
-                ..unknown_produce(partition)
-            },
+            None => produce_error(partition, self.absent(topic, partition)),
         };
         let m = &self.metrics;
         m.produce_requests.fetch_add(1, Relaxed);
@@ -647,10 +652,7 @@ impl Shard {
     async fn fetch_local(&self, topic: &str, partition: u32, offset: i64, max_bytes: usize) -> FetchPartitionResponse {
         let resp = match self.partition(topic, partition) {
             Some(p) => p.fetch(offset, max_bytes).await,
-            None => FetchPartitionResponse {
-                error: self.absent(topic, partition),
-                ..unknown_fetch(partition)
-            },
+            None => fetch_error(partition, self.absent(topic, partition)),
         };
         let m = &self.metrics;
         m.fetch_requests.fetch_add(1, Relaxed);
@@ -664,11 +666,7 @@ impl Shard {
     async fn list_offsets_local(&self, topic: &str, partition: u32, spec: OffsetSpec) -> ListOffsetsPartitionResponse {
         match self.partition(topic, partition) {
             Some(p) => p.list_offsets(spec).await,
-            None => ListOffsetsPartitionResponse {
-                partition,
-                error: ErrorCode::UnknownTopicOrPartition,
-                offset: -1,
-            },
+            None => list_offsets_error(partition, self.absent(topic, partition)),
         }
     }
 
@@ -686,16 +684,10 @@ impl Shard {
     ) -> ProducePartitionResponse {
         if topic == OFFSETS_TOPIC {
             // Written only by the group coordinators.
-            return ProducePartitionResponse {
-                error: ErrorCode::InvalidTopic,
-                ..unknown_produce(partition)
-            };
+            return produce_error(partition, ErrorCode::InvalidTopic);
         }
         match self.owner(&topic, partition) {
-            None => ProducePartitionResponse {
-                error: self.absent(&topic, partition),
-                ..unknown_produce(partition)
-            },
+            None => produce_error(partition, self.absent(&topic, partition)),
             Some(s) if s as usize == self.id => self.produce_local(&topic, partition, acks, deadline, &records).await,
             Some(s) => self
                 .call(s, |reply| ShardMsg::Produce {
@@ -707,7 +699,7 @@ impl Shard {
                     reply,
                 })
                 .await
-                .unwrap_or_else(|| unknown_produce(partition)),
+                .unwrap_or_else(|| produce_error(partition, ErrorCode::UnknownTopicOrPartition)),
         }
     }
 
@@ -748,10 +740,7 @@ impl Shard {
         max_bytes: usize,
     ) -> FetchPartitionResponse {
         match self.owner(&topic, partition) {
-            None => FetchPartitionResponse {
-                error: self.absent(&topic, partition),
-                ..unknown_fetch(partition)
-            },
+            None => fetch_error(partition, self.absent(&topic, partition)),
             Some(s) if s as usize == self.id => self.fetch_local(&topic, partition, offset, max_bytes).await,
             Some(s) => self
                 .call(s, |reply| ShardMsg::Fetch {
@@ -762,7 +751,7 @@ impl Shard {
                     reply,
                 })
                 .await
-                .unwrap_or_else(|| unknown_fetch(partition)),
+                .unwrap_or_else(|| fetch_error(partition, ErrorCode::UnknownTopicOrPartition)),
         }
     }
 
@@ -876,16 +865,8 @@ impl Shard {
                             reply,
                         })
                         .await
-                        .unwrap_or(ListOffsetsPartitionResponse {
-                            partition,
-                            error: ErrorCode::Unknown,
-                            offset: -1,
-                        }),
-                    None => ListOffsetsPartitionResponse {
-                        partition,
-                        error: ErrorCode::UnknownTopicOrPartition,
-                        offset: -1,
-                    },
+                        .unwrap_or_else(|| list_offsets_error(partition, ErrorCode::Unknown)),
+                    None => list_offsets_error(partition, self.absent(&topic, partition)),
                 };
                 partitions.push(resp);
             }
@@ -919,8 +900,9 @@ impl Shard {
         }
         let snap = self.meta.snapshot();
         let host = self.config.native_addr.ip().to_string();
+        let (kafka_host, kafka_port) = &self.config.kafka_advertised;
         let brokers = vec![BrokerInfo {
-            kafka: String::new(),
+            kafka: format!("{kafka_host}:{kafka_port}"),
             node_id: self.config.node_id,
             host,
             port: self.config.native_addr.port(),
@@ -936,9 +918,10 @@ impl Shard {
             for (p, &shard) in t.shards.iter().enumerate() {
                 let state = self.state_of(&t.name, p as u32, shard).await;
                 let (log_start_offset, high_watermark) = state.unwrap_or((-1, -1));
+                // The only replica, and so the whole ISR.
                 partitions.push(PartitionInfo {
-                    isr: Vec::new(),
-                    replicas: Vec::new(),
+                    isr: vec![self.config.node_id],
+                    replicas: vec![self.config.node_id],
                     partition: p as u32,
                     error: if state.is_some() {
                         ErrorCode::None
@@ -987,15 +970,8 @@ impl Shard {
                 error,
                 message,
             };
-            if let Err(m) = metadata::validate_topic_name(&nt.name) {
-                results.push(fail(ErrorCode::InvalidTopic, m));
-                continue;
-            }
-            if nt.partitions == 0 || nt.partitions > metadata::PARTITIONS_MAX {
-                results.push(fail(
-                    ErrorCode::InvalidPartitions,
-                    format!("partitions must be 1..={}", metadata::PARTITIONS_MAX),
-                ));
+            if let Err((error, m)) = metadata::check_new_topic(&nt) {
+                results.push(fail(error, m));
                 continue;
             }
             let snap = self.meta.snapshot();
@@ -1099,12 +1075,8 @@ impl Shard {
     async fn delete_topics(self: &Rc<Self>, names: Vec<String>) -> Vec<TopicResult> {
         let mut results = Vec::new();
         for name in names {
-            if name == OFFSETS_TOPIC {
-                results.push(TopicResult {
-                    message: format!("{name} is internal: delete groups instead"),
-                    name,
-                    error: ErrorCode::InvalidTopic,
-                });
+            if let Err((error, message)) = metadata::check_deletable(&name) {
+                results.push(TopicResult { name, error, message });
                 continue;
             }
             let snap = self.meta.snapshot();

@@ -187,7 +187,7 @@ pub enum Command {
 }
 
 /// Why a command changed nothing.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum CommandError {
     #[error("broker {0} is not registered")]
     UnknownBroker(NodeId),

@@ -29,12 +29,13 @@ use glommio::net::{TcpListener, TcpStream};
 use futures_channel::oneshot;
 
 use super::fetch;
-use super::metadata::{Applied, BrokerEndpoints, ClusterState, Command};
+use super::metadata::{Applied, BrokerEndpoints, ClusterState, Command, CommandError};
 use super::raft::{FileStorage, QuorumConfig, QuorumNode};
 use super::view::ClusterView;
 use crate::broker::Shard;
 use crate::config::{ClusterSettings, ServeConfig};
 use crate::watermark::Watermark;
+use serde::{Deserialize, Serialize};
 
 /// One raft tick; elections take `election_ticks` (10) of them.
 const TICK: Duration = Duration::from_millis(100);
@@ -66,7 +67,23 @@ const KIND_PROPOSE: u8 = 4;
 const KIND_PROPOSED: u8 = 5;
 
 /// What a proposer hears once its command is applied (or could not be).
-pub type Answer = Result<Applied, String>;
+pub type Answer = Result<Applied, ProposeError>;
+
+/// Why a proposal did not change the state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// Applied, and refused by the state machine (a topic that exists, a
+    /// stale ISR change): proposing it again gets the same answer.
+    #[error(transparent)]
+    Refused(#[from] CommandError),
+    /// Lost to a change of controller, or there is none yet: it may have
+    /// been applied or not; propose it again.
+    #[error("{0}; retry")]
+    Retry(String),
+    /// Not proposed, or not answered in time.
+    #[error("{0}")]
+    Failed(String),
+}
 
 /// Who waits for a proposal's outcome.
 enum Waiter {
@@ -233,9 +250,11 @@ impl Cluster {
                     }
                     if let Some((term, waiter)) = self.pending.remove(&a.index) {
                         let answer = if term == a.term {
-                            a.outcome.map_err(|e| e.to_string())
+                            a.outcome.map_err(ProposeError::Refused)
                         } else {
-                            Err("the proposal was lost to a change of controller; retry".into())
+                            Err(ProposeError::Retry(
+                                "the proposal was lost to a change of controller".into(),
+                            ))
                         };
                         self.answer(waiter, answer);
                     }
@@ -261,7 +280,7 @@ impl Cluster {
                     self.pending.insert(p.index, (p.term, waiter));
                     self.flush();
                 }
-                Err(e) => self.answer(waiter, Err(e.to_string())),
+                Err(e) => self.answer(waiter, Err(ProposeError::Failed(e.to_string()))),
             }
             return;
         }
@@ -277,11 +296,11 @@ impl Cluster {
                     self.send(c, frame(KIND_PROPOSE, &p));
                 }
                 Err(e) => {
-                    let _ = tx.send(Err(e));
+                    let _ = tx.send(Err(ProposeError::Failed(e)));
                 }
             },
             // Forwarded to a node that no longer leads: the proposer retries.
-            (_, waiter) => self.answer(waiter, Err("no active controller here; retry".into())),
+            (_, waiter) => self.answer(waiter, Err(ProposeError::Retry("no active controller here".into()))),
         }
     }
 
@@ -303,7 +322,7 @@ impl Cluster {
         let waiter = Waiter::Remote { node: from, req };
         match Command::decode(&b) {
             Ok(cmd) => self.submit(&cmd, waiter),
-            Err(e) => self.answer(waiter, Err(format!("undecodable command: {e}"))),
+            Err(e) => self.answer(waiter, Err(ProposeError::Failed(format!("undecodable command: {e}")))),
         }
     }
 
@@ -363,7 +382,7 @@ impl Cluster {
             self.proposed.clear();
             // Not leading: nothing proposed here will be answered here.
             for (_, (_, waiter)) in std::mem::take(&mut self.pending) {
-                self.answer(waiter, Err("the controller changed; retry".into()));
+                self.answer(waiter, Err(ProposeError::Retry("the controller changed".into())));
             }
         }
         // Callers that gave up.
@@ -379,7 +398,7 @@ impl Cluster {
             .collect();
         for req in lost {
             if let Some((_, tx)) = self.forwarded.remove(&req) {
-                let _ = tx.send(Err("the controller changed; retry".into()));
+                let _ = tx.send(Err(ProposeError::Retry("the controller changed".into())));
             }
         }
         self.flush();
@@ -541,7 +560,13 @@ fn get_str(b: &mut Bytes) -> Result<String, String> {
 }
 
 /// `req u64 | tag u8 | value`: 0 done, 1 producer ids (`first i64`), 2
-/// partitions changed, 3 error (`message`).
+/// partitions changed, 3 failed (`message`), 4 retry (`message`), 5
+/// refused (the command error, TOML).
+#[derive(Serialize, Deserialize)]
+struct Refusal {
+    error: CommandError,
+}
+
 fn proposed_frame(req: u64, answer: &Answer) -> Bytes {
     let mut p = BytesMut::new();
     p.put_u64(req);
@@ -552,10 +577,24 @@ fn proposed_frame(req: u64, answer: &Answer) -> Bytes {
             p.put_i64(*first);
         }
         Ok(Applied::Partitions(_)) => p.put_u8(2),
-        Err(e) => {
+        Err(ProposeError::Failed(m)) => {
             p.put_u8(3);
-            put_str(&mut p, e);
+            put_str(&mut p, m);
         }
+        Err(ProposeError::Retry(m)) => {
+            p.put_u8(4);
+            put_str(&mut p, m);
+        }
+        Err(ProposeError::Refused(e)) => match toml::to_string(&Refusal { error: e.clone() }) {
+            Ok(text) => {
+                p.put_u8(5);
+                put_str(&mut p, &text);
+            }
+            Err(_) => {
+                p.put_u8(3);
+                put_str(&mut p, &e.to_string());
+            }
+        },
     }
     frame(KIND_PROPOSED, &p)
 }
@@ -569,7 +608,12 @@ fn parse_proposed(mut b: Bytes) -> Result<(u64, Answer), String> {
         0 => Ok(Applied::Done),
         1 if b.remaining() == 8 => Ok(Applied::ProducerIds(b.get_i64())),
         2 => Ok(Applied::Partitions(Vec::new())),
-        3 => Err(get_str(&mut b)?),
+        3 => Err(ProposeError::Failed(get_str(&mut b)?)),
+        4 => Err(ProposeError::Retry(get_str(&mut b)?)),
+        5 => {
+            let refusal: Refusal = toml::from_str(&get_str(&mut b)?).map_err(|e| format!("a refusal: {e}"))?;
+            Err(ProposeError::Refused(refusal.error))
+        }
         tag => return Err(format!("unknown answer tag {tag}")),
     };
     Ok((req, answer))
@@ -601,13 +645,30 @@ pub fn parse_reassign(query: &str) -> Result<Command, String> {
     })
 }
 
+impl ProposeError {
+    /// The code a client hears for it.
+    pub fn code(&self) -> crate::api::ErrorCode {
+        use crate::api::ErrorCode;
+        match self {
+            ProposeError::Refused(CommandError::TopicExists(_)) => ErrorCode::TopicAlreadyExists,
+            ProposeError::Refused(CommandError::UnknownPartition(..)) => ErrorCode::UnknownTopicOrPartition,
+            ProposeError::Refused(CommandError::InvalidAssignment(_) | CommandError::UnknownBroker(_)) => {
+                ErrorCode::InvalidReplicaAssignment
+            }
+            ProposeError::Refused(CommandError::AlterIsr(_)) => ErrorCode::InvalidRequest,
+            ProposeError::Refused(CommandError::ProducerIdsExhausted) => ErrorCode::Unknown,
+            ProposeError::Retry(_) | ProposeError::Failed(_) => ErrorCode::RequestTimedOut,
+        }
+    }
+}
+
 /// Proposes `cmd` and waits at most `within` for its outcome.
 pub async fn propose_and_wait(cluster: &Rc<RefCell<Cluster>>, cmd: &Command, within: Duration) -> Answer {
     let rx = cluster.borrow_mut().propose(cmd);
     match glommio::timer::timeout(within, async { Ok(rx.await) }).await {
         Ok(Ok(answer)) => answer,
-        Ok(Err(_)) => Err("the proposal was dropped".into()),
-        Err(_) => Err("no answer from the controller in time".into()),
+        Ok(Err(_)) => Err(ProposeError::Failed("the proposal was dropped".into())),
+        Err(_) => Err(ProposeError::Failed("no answer from the controller in time".into())),
     }
 }
 
@@ -824,6 +885,7 @@ pub fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::replica::AlterIsrError;
 
     #[test]
     fn proposal_answers_round_trip_and_damage_is_refused() {
@@ -831,7 +893,13 @@ mod tests {
             Ok(Applied::Done),
             Ok(Applied::ProducerIds(7000)),
             Ok(Applied::Partitions(Vec::new())),
-            Err("no".to_string()),
+            Err(ProposeError::Failed("no".into())),
+            Err(ProposeError::Retry("again".into())),
+            Err(ProposeError::Refused(CommandError::UnknownPartition("t".into(), 3))),
+            Err(ProposeError::Refused(CommandError::AlterIsr(
+                AlterIsrError::StalePartitionEpoch { got: 1, current: 2 },
+            ))),
+            Err(ProposeError::Refused(CommandError::ProducerIdsExhausted)),
         ] {
             let mut f = proposed_frame(9, &answer);
             f.advance(5);

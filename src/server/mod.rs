@@ -398,8 +398,8 @@ async fn metrics_loop(
                 match (&cluster, crate::cluster::runtime::parse_reassign(query)) {
                     (None, _) => ("404 Not Found", "not in cluster mode\n".to_string()),
                     (Some(_), Err(e)) => ("400 Bad Request", format!("{e}\n")),
-                    (Some(c), Ok(cmd)) => {
-                        match crate::cluster::runtime::propose_and_wait(c, &cmd, Duration::from_secs(10)).await {
+                    (Some(_), Ok(cmd)) => {
+                        match shard.propose(cmd).await {
                             Ok(_) => ("200 OK", "reassignment started\n".to_string()),
                             Err(e) => ("409 Conflict", format!("{e}\n")),
                         }

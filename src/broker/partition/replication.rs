@@ -307,7 +307,7 @@ impl Partition {
             let Role::Leader(ls) = &mut *role else {
                 return (Fetched::Error(ErrorCode::NotLeaderOrFollower), None);
             };
-            let out = ls.on_fetch(&fetch, &self.log.epochs(), log_end, now_ms());
+            let out = self.log.with_epochs(|c| ls.on_fetch(&fetch, c, log_end, now_ms()));
             r.hw.advance(ls.high_watermark());
             out
         };
@@ -368,7 +368,8 @@ impl Partition {
         if fs.leader != leader {
             return None;
         }
-        let f = fs.fetch(&self.log.epochs(), self.log.next_offset());
+        let log_end = self.log.next_offset();
+        let f = self.log.with_epochs(|c| fs.fetch(c, log_end));
         Some(FetchPartition {
             topic: self.topic.clone(),
             partition: self.index,
@@ -404,6 +405,9 @@ impl Partition {
                             Ok(Some(size)) if at + size <= region.len() => size,
                             _ => return Err("a replica fetch answer with a broken batch".into()),
                         };
+                        // A copy per batch, as on the leader: a slice would
+                        // keep the whole answer (up to 16 MiB) alive in the
+                        // batch cache for as long as any batch of it stays.
                         let batch = BytesMut::from(&region[at..at + size]);
                         at += size;
                         match self.log.append_replica(batch).await {
@@ -423,7 +427,9 @@ impl Partition {
             }
             Fetched::Diverging { epoch: e, end_offset } => {
                 let (start, end) = (self.log.log_start_offset(), self.log.next_offset());
-                let to = FollowerState::truncation_point(&self.log.epochs(), start, end, e, end_offset);
+                let to = self
+                    .log
+                    .with_epochs(|c| FollowerState::truncation_point(c, start, end, e, end_offset));
                 tracing::info!(topic = %self.topic, partition = self.index, from = end, to, "truncating a divergent tail");
                 self.log.truncate_to(to).await.map(|_| ()).map_err(|e| e.to_string())
             }

@@ -6,7 +6,7 @@
 use super::{AlterIsr, Epoch, NodeId};
 
 /// Why an ISR change is refused; the leader gets the current state back.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum AlterIsrError {
     #[error("not the leader at this epoch")]
     FencedLeaderEpoch,

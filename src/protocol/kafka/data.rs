@@ -241,17 +241,15 @@ pub(super) fn metadata(req: MetadataRequest) -> Request {
     Request::Metadata { topics }
 }
 
-/// The brokers and each partition's leader, replicas and ISR. On a single
-/// node (the brokers carry no Kafka address) this node is the only
-/// broker, leader and sole replica of everything.
+/// The brokers (at their Kafka listeners) and each partition's leader,
+/// replicas and ISR, as the broker reports them.
 pub(super) fn metadata_response(
     node: &Advertised,
     brokers: &[api::BrokerInfo],
     topics: Vec<api::TopicInfo>,
     v: i16,
 ) -> MetadataResponse {
-    let me = BrokerId(node.node_id);
-    let clustered: Vec<MetadataResponseBroker> = brokers
+    let brokers = brokers
         .iter()
         .filter_map(|b| {
             let (host, port) = crate::config::parse_host_port(&b.kafka).ok()?;
@@ -263,21 +261,7 @@ pub(super) fn metadata_response(
             )
         })
         .collect();
-    let brokers = if clustered.is_empty() {
-        vec![MetadataResponseBroker::default()
-            .with_node_id(me)
-            .with_host(text(node.host.clone()))
-            .with_port(i32::from(node.port))]
-    } else {
-        clustered
-    };
-    let ids = |nodes: &[i32], leader: BrokerId| -> Vec<BrokerId> {
-        if nodes.is_empty() {
-            vec![leader]
-        } else {
-            nodes.iter().map(|&n| BrokerId(n)).collect()
-        }
-    };
+    let ids = |nodes: &[i32]| nodes.iter().map(|&n| BrokerId(n)).collect::<Vec<_>>();
     let topics = topics
         .into_iter()
         .map(|t| {
@@ -285,24 +269,12 @@ pub(super) fn metadata_response(
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    let leader = if p.leader >= 0 {
-                        BrokerId(p.leader)
-                    } else {
-                        BrokerId(-1)
-                    };
-                    let single = p.replicas.is_empty();
                     MetadataResponsePartition::default()
                         .with_error_code(p.error.code())
                         .with_partition_index(partition_out(p.partition))
-                        .with_leader_id(if single && p.error != ErrorCode::None {
-                            BrokerId(-1)
-                        } else if single {
-                            me
-                        } else {
-                            leader
-                        })
-                        .with_replica_nodes(ids(&p.replicas, me))
-                        .with_isr_nodes(ids(&p.isr, me))
+                        .with_leader_id(BrokerId(if p.error == ErrorCode::None { p.leader } else { -1 }))
+                        .with_replica_nodes(ids(&p.replicas))
+                        .with_isr_nodes(ids(&p.isr))
                 })
                 .collect();
             MetadataResponseTopic::default()
@@ -312,9 +284,11 @@ pub(super) fn metadata_response(
                 .with_partitions(partitions)
         })
         .collect();
+    // Any node forwards admin requests to the controller quorum, so each
+    // names itself.
     let mut resp = MetadataResponse::default()
         .with_brokers(brokers)
-        .with_controller_id(me)
+        .with_controller_id(BrokerId(node.node_id))
         .with_topics(topics);
     if v >= 2 {
         resp.cluster_id = Some(text(super::admin::cluster_id(node)));

@@ -62,7 +62,13 @@ async fn remove(dir: &Path, offset: i64) {
 impl Log {
     /// Where each leader epoch starts in this log.
     pub fn epochs(&self) -> EpochCache {
-        self.inner.state.borrow().epochs.clone()
+        self.with_epochs(EpochCache::clone)
+    }
+
+    /// Runs `f` on the leader-epoch cache without copying it (replication
+    /// asks on every fetch).
+    pub fn with_epochs<R>(&self, f: impl FnOnce(&EpochCache) -> R) -> R {
+        f(&self.inner.state.borrow().epochs)
     }
 
     /// Number of idempotent producers this partition remembers.
