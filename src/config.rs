@@ -37,14 +37,15 @@ pub struct ServeArgs {
     /// traffic). Cluster mode only, with --voters.
     #[arg(long)]
     pub cluster_addr: Option<SocketAddr>,
-    /// HOST:PORT other nodes reach this node's inter-broker listener at,
-    /// as its entry in --voters names it (behind a proxy or NAT). Default:
-    /// --cluster-addr.
+    /// HOST:PORT other nodes reach this node's inter-broker listener at:
+    /// for a voter, as its entry in --voters names it (behind a proxy or
+    /// NAT). Default: --cluster-addr.
     #[arg(long)]
     pub cluster_advertised_addr: Option<String>,
     /// The controller quorum: ID@HOST:PORT,... naming each voter's cluster
-    /// address (KRaft's controller.quorum.voters). Without it the node
-    /// runs alone, as by default.
+    /// address (KRaft's controller.quorum.voters). A node named here is a
+    /// voter and a broker; any other node is a broker only. Without it the
+    /// node runs alone, as by default.
     #[arg(long)]
     pub voters: Option<String>,
     /// Cluster mode: fence a broker the controller has not heard from for
@@ -412,15 +413,23 @@ impl ServeConfig {
 pub struct ClusterSettings {
     pub node_id: u32,
     pub cluster_addr: SocketAddr,
-    /// How other nodes reach the inter-broker listener: this node's entry
-    /// in the voters.
+    /// How other nodes reach the inter-broker listener: a voter's entry
+    /// in the voters, or a broker's --cluster-advertised-addr (by default
+    /// the listener's address).
     pub cluster_advertised: String,
     pub voters: Vec<crate::cluster::identity::Voter>,
 }
 
 impl ClusterSettings {
-    /// Cluster mode needs all three; none of them is a single node. This
-    /// version runs combined mode only: every node is a controller voter.
+    /// Whether this node is a controller voter (KRaft's combined mode) or
+    /// a broker only.
+    pub fn is_voter(&self) -> bool {
+        self.voters.iter().any(|v| v.id == self.node_id)
+    }
+
+    /// Cluster mode needs all three; none of them is a single node. A node
+    /// named in the voters is a voter and a broker; any other is a broker
+    /// only, and reaches the quorum through the voters.
     fn resolve(
         node_id: Option<u32>,
         cluster_addr: Option<SocketAddr>,
@@ -433,30 +442,44 @@ impl ClusterSettings {
             _ => return Err("cluster mode needs both --cluster-addr and --voters".into()),
         };
         let node_id = node_id.ok_or("cluster mode needs --node-id")?;
-        let me = voters.iter().find(|v| v.id == node_id).ok_or_else(|| {
-            format!("node {node_id} is not among the voters; brokers that are not voters are not supported yet")
-        })?;
-        // A typo here would leave the node unreachable: the voter entry
-        // must name the advertised address (by default, the listener's).
+        if node_id == 0 {
+            return Err("--node-id must be 1 or more in cluster mode".into());
+        }
         let advertised = match advertised {
             Some(a) => {
                 parse_host_port(&a).map_err(|e| format!("--cluster-advertised-addr {a:?}: {e}"))?;
-                a
+                Some(a)
             }
-            None => cluster_addr.to_string(),
+            None => None,
         };
-        let port = |a: &str| a.rsplit_once(':').map(|(_, p)| p.to_string());
-        if port(&me.addr) != port(&advertised) {
-            return Err(format!(
-                "--voters names {}@{} but this node is reached at {advertised} (--cluster-addr, or \
-                 --cluster-advertised-addr)",
-                me.id, me.addr
-            ));
-        }
+        let cluster_advertised = match voters.iter().find(|v| v.id == node_id) {
+            Some(me) => {
+                // A typo here would leave the node unreachable: the voter
+                // entry must name the advertised address (by default, the
+                // listener's).
+                let reached = advertised.unwrap_or_else(|| cluster_addr.to_string());
+                let port = |a: &str| a.rsplit_once(':').map(|(_, p)| p.to_string());
+                if port(&me.addr) != port(&reached) {
+                    return Err(format!(
+                        "--voters names {}@{} but this node is reached at {reached} (--cluster-addr, or \
+                         --cluster-advertised-addr)",
+                        me.id, me.addr
+                    ));
+                }
+                me.addr.clone()
+            }
+            None => match advertised {
+                Some(a) => a,
+                None if cluster_addr.ip().is_unspecified() => {
+                    format!("{}:{}", host_name()?, cluster_addr.port())
+                }
+                None => cluster_addr.to_string(),
+            },
+        };
         Ok(Some(ClusterSettings {
             node_id,
             cluster_addr,
-            cluster_advertised: me.addr.clone(),
+            cluster_advertised,
             voters,
         }))
     }

@@ -118,6 +118,46 @@ fn the_quorum_registers_brokers_fails_over_fences_and_readmits() {
         let closed = matches!(s.read(&mut buf), Ok(0) | Err(_));
         assert!(closed, "a stranger's connection stays open");
     }
+    // Registered after the controller named the cluster: a node saying
+    // it belongs to another cluster is answered with a refusal (kind 10),
+    // then dropped. A node new to the cluster (no id yet) is welcome
+    // (kind 9), but raft messages from a node that is not a voter close
+    // the connection.
+    let hello = |cluster: &[u8]| {
+        let len = (1 + 4 + 1 + cluster.len()) as u32;
+        [
+            &len.to_be_bytes()[..],
+            &[1],
+            &99u32.to_be_bytes(),
+            &[cluster.len() as u8],
+            cluster,
+        ]
+        .concat()
+    };
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", cluster_ports[0])).expect("cluster port");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.write_all(&hello(b"00000000-0000-4000-8000-000000000000"))
+        .expect("write");
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).expect("refused, then closed");
+    assert_eq!(answer.get(4), Some(&10), "a refusal: {answer:?}");
+    assert!(String::from_utf8_lossy(&answer).contains("another cluster") || answer.len() > 6);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", cluster_ports[0])).expect("cluster port");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.write_all(&hello(b"")).expect("write");
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).expect("a welcome");
+    assert_eq!(head[4], 9, "welcome");
+    let mut id = vec![0u8; u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize - 1];
+    s.read_exact(&mut id).expect("the cluster id");
+    assert_eq!(id.len(), 37, "the cluster's id: {id:?}");
+    s.write_all(&[0, 0, 0, 2, 2, 0]).expect("write");
+    let mut buf = [0u8; 16];
+    assert!(
+        matches!(s.read(&mut buf), Ok(0) | Err(_)),
+        "raft from a node that is not a voter"
+    );
+
     // A crowd of connections that never say who they are: they are capped
     // and closed after the hello timeout; the quorum carries on.
     let crowd: Vec<std::net::TcpStream> = (0..80)

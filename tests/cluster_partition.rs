@@ -87,6 +87,8 @@ fn pump(mut from: TcpStream, mut to: TcpStream, faults: Arc<Faults>, src: u32) {
         }
         match from.read(&mut buf) {
             Ok(0) => break,
+            // Read before a cut, written after: dropped, as the cut says.
+            Ok(_) if !faults.allows(src) => break,
             Ok(n) => {
                 if to.write_all(&buf[..n]).is_err() {
                     break;
@@ -112,7 +114,7 @@ impl Proxy {
                 let f = f.clone();
                 std::thread::spawn(move || {
                     // Every inter-broker connection opens with a hello:
-                    // len u32 (5) | kind u8 | node id u32.
+                    // len u32 | kind u8 | node id u32 | cluster id.
                     let mut hello = [0u8; 9];
                     conn.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
                     if conn.read_exact(&mut hello).is_err() {
@@ -127,6 +129,14 @@ impl Proxy {
                     };
                     if up.write_all(&hello).is_err() {
                         return;
+                    }
+                    // Registered, so that a cut shuts it before returning.
+                    {
+                        let mut open = f.open.lock().expect("lock");
+                        if !f.allows(src) {
+                            return;
+                        }
+                        open.push((src, conn.try_clone().expect("clone"), up.try_clone().expect("clone")));
                     }
                     let (c2, u2) = (conn.try_clone().expect("clone"), up.try_clone().expect("clone"));
                     let f2 = f.clone();

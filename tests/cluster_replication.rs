@@ -17,7 +17,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{batches_on_disk, kafka_wire, start_cluster, until_agreed, wait_bounded, Broker, Partitions};
+use common::{batches_on_disk, kafka_wire, start_cluster, until_agreed, Broker, Partitions};
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -37,60 +37,14 @@ fn all_in_sync(p: &Partitions) -> bool {
     common::all_in_sync(p, PARTITIONS as usize, 3)
 }
 
-/// Produces `lines` with acks=all through the CLI (bootstrapping from
-/// every node), each keyed by its index so that every partition gets
-/// some, running `during` halfway; panics unless every line is
-/// acknowledged.
 fn produce(bootstrap: &str, lines: &[String], during: impl FnOnce()) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args([
-            "produce",
-            "--topic",
-            TOPIC,
-            "--acks",
-            "all",
-            "--linger-ms",
-            "1",
-            "--key-separator",
-            ",",
-        ])
-        .args(["--bootstrap", bootstrap])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("sluice produce runs");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let keyed: Vec<String> = lines.iter().enumerate().map(|(i, l)| format!("{i},{l}")).collect();
-    let (first, second) = keyed.split_at(keyed.len() / 2);
-    for chunk in first.chunks(20) {
-        stdin.write_all(chunk.join("\n").as_bytes()).expect("write");
-        stdin.write_all(b"\n").expect("write");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    during();
-    for chunk in second.chunks(20) {
-        stdin.write_all(chunk.join("\n").as_bytes()).expect("write");
-        stdin.write_all(b"\n").expect("write");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    drop(stdin);
-    let status = wait_bounded(&mut child, "acks=all production across a leader kill", WAIT);
-    assert!(status.success(), "every record is acknowledged: {status}");
+    common::produce_keyed(bootstrap, TOPIC, lines, during);
 }
 
 /// Every record of the topic, read through the cluster.
 fn consume(nodes: &[Broker], up: &[usize]) -> Vec<String> {
     let bootstrap = up.iter().map(|&i| nodes[i].bootstrap()).collect::<Vec<_>>().join(",");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["consume", "--topic", TOPIC, "--bootstrap", &bootstrap])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("sluice consume runs");
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut out).expect("read");
-    let status = wait_bounded(&mut child, "consume", WAIT);
-    assert!(status.success(), "consume: {status}");
-    out.lines().map(str::to_string).collect()
+    common::consume_all(&bootstrap, TOPIC)
 }
 
 fn create_topic(b: &Broker) {

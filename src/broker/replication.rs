@@ -18,7 +18,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 
@@ -27,6 +26,7 @@ use super::partition::{Partition, RoleChange, RoleUpdate};
 use super::shard::{first_of, ByteBudget, Shard, ShardMsg};
 use crate::api::ErrorCode;
 use crate::cluster::fetch::{self, FetchPartition, FetchRequest, Fetched, FetchedPartition};
+use crate::cluster::handshake::{self, Greeting, Hello};
 use crate::cluster::metadata::{Applied, ClusterState, Command};
 use crate::cluster::replica::{AlterIsr, NodeId};
 use crate::cluster::runtime::{read_frame, Answer, ProposeError};
@@ -420,12 +420,24 @@ impl Shard {
                 pause = (pause * 2).min(Duration::from_secs(1));
                 continue;
             };
-            let mut hello = BytesMut::with_capacity(9);
-            hello.extend_from_slice(&5u32.to_be_bytes());
-            hello.extend_from_slice(&[fetch::KIND_HELLO_FETCH]);
-            hello.extend_from_slice(&me.to_be_bytes());
-            if stream.write_all(&hello).await.is_err() {
-                continue;
+            let hello = Hello {
+                kind: fetch::KIND_HELLO_FETCH,
+                node: me,
+                cluster_id: self.view.as_ref().and_then(|v| v.cluster_id()).map(str::to_string),
+            };
+            match handshake::greet(&mut stream, &hello).await {
+                Ok(Greeting::Welcome { .. }) => {}
+                Ok(Greeting::Refused { reason, .. }) => {
+                    tracing::warn!(leader, %addr, %reason, "the leader refused this fetcher");
+                    glommio::timer::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(leader, %addr, error = %e, "fetcher handshake failed");
+                    glommio::timer::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                    continue;
+                }
             }
             tracing::debug!(leader, %addr, "fetcher connected");
             pause = Duration::from_millis(50);

@@ -4,7 +4,7 @@
 //!
 //! It runs on its own inter-broker connection, request then answer, both
 //! ways on the one stream: the follower opens it with a hello of kind
-//! [`KIND_HELLO_FETCH`] naming itself, then sends [`KIND_FETCH`] frames and
+//! [`KIND_HELLO_FETCH`] naming itself (see `handshake`), then sends [`KIND_FETCH`] frames and
 //! reads one [`KIND_FETCHED`] frame per request. Frames are those of
 //! `runtime` (`len u32 | kind u8 | payload`, big-endian, bounded).
 //!
@@ -23,7 +23,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use super::replica::{Epoch, NodeId};
 use crate::api::ErrorCode;
 
-/// First frame of a fetcher's connection: `replica u32`.
+/// The hello of a fetcher's connection (see `handshake`).
 pub const KIND_HELLO_FETCH: u8 = 6;
 pub const KIND_FETCH: u8 = 7;
 pub const KIND_FETCHED: u8 = 8;

@@ -5,8 +5,10 @@
 //!
 //! `<data>/meta/node` (an envelope like the other node files) records the
 //! mode (single node, or a member of a cluster with its voters) and the
-//! node id, written on the first start. (A cluster id issued by the
-//! quorum, recorded at the first join and checked after, is to come.)
+//! node id, written on the first start, and the cluster id the quorum
+//! issued, recorded once this node learns it (see `runtime`: peers of
+//! another cluster are refused, and a node whose voters all name another
+//! cluster stops).
 
 use std::path::Path;
 
@@ -67,6 +69,9 @@ impl NodeRole {
 /// What the data directory records about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
+    /// The cluster's id, once learned (cluster mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
     #[serde(flatten)]
     pub role: NodeRole,
 }
@@ -97,12 +102,27 @@ pub fn check_or_record(data_dir: &Path, role: &NodeRole) -> Result<Identity, Str
             Ok(recorded)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let identity = Identity { role: role.clone() };
+            let identity = Identity {
+                cluster_id: None,
+                role: role.clone(),
+            };
             record(data_dir, &identity)?;
             Ok(identity)
         }
         Err(e) => Err(format!("reading {}: {e}", path.display())),
     }
+}
+
+/// Records the cluster id this node learned (the role was checked at
+/// start). Blocking; once per data directory.
+pub fn record_cluster_id(data_dir: &Path, role: &NodeRole, cluster_id: &str) -> Result<(), String> {
+    record(
+        data_dir,
+        &Identity {
+            cluster_id: Some(cluster_id.to_string()),
+            role: role.clone(),
+        },
+    )
 }
 
 /// Records `identity`.
@@ -210,5 +230,21 @@ mod tests {
         assert!(check_or_record(single.path(), &NodeRole::Single { node_id: 0 })
             .expect_err("damaged")
             .contains("damaged"));
+    }
+
+    #[test]
+    fn the_cluster_id_is_recorded_once_learned_and_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A broker that is not a voter records the voters too.
+        let me = cluster(4, "1@127.0.0.1:9301,2@127.0.0.1:9302,3@127.0.0.1:9303");
+        assert_eq!(check_or_record(dir.path(), &me).expect("records").cluster_id, None);
+        record_cluster_id(dir.path(), &me, "0b5c3f2e-9a7d-4c1e-8f00-5d4b3a2c1e0f").expect("records");
+        let again = check_or_record(dir.path(), &me).expect("same start");
+        assert_eq!(
+            again.cluster_id.as_deref(),
+            Some("0b5c3f2e-9a7d-4c1e-8f00-5d4b3a2c1e0f")
+        );
+        assert_eq!(again.role, me);
+        assert!(check_or_record(dir.path(), &cluster(4, "1@127.0.0.1:9301")).is_err());
     }
 }

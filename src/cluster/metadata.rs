@@ -123,6 +123,10 @@ pub struct TopicState {
 /// The replicated state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterState {
+    /// Issued once by the first controller (a random UUID); every node
+    /// records it and refuses peers and data of another cluster.
+    #[serde(default)]
+    pub cluster_id: Option<String>,
     pub brokers: BTreeMap<NodeId, Broker>,
     pub topics: BTreeMap<String, TopicState>,
     /// The first producer id not yet handed to any broker.
@@ -133,6 +137,10 @@ pub struct ClusterState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
+    /// Names the cluster, once: the first controller issues the id.
+    InitCluster {
+        id: String,
+    },
     /// A broker started (or restarted: a new incarnation).
     RegisterBroker {
         id: NodeId,
@@ -201,6 +209,8 @@ pub enum CommandError {
     AlterIsr(#[from] AlterIsrError),
     #[error("producer ids are exhausted")]
     ProducerIdsExhausted,
+    #[error("the cluster is already named {0}")]
+    ClusterNamed(String),
 }
 
 /// What applying a command did, for the proposer.
@@ -227,6 +237,13 @@ impl ClusterState {
     /// randomness, no I/O.
     pub fn apply(&mut self, cmd: &Command) -> Result<Applied, CommandError> {
         match cmd {
+            Command::InitCluster { id } => match &self.cluster_id {
+                Some(named) => Err(CommandError::ClusterNamed(named.clone())),
+                None => {
+                    self.cluster_id = Some(id.clone());
+                    Ok(Applied::Done)
+                }
+            },
             Command::RegisterBroker {
                 id,
                 incarnation,

@@ -18,9 +18,12 @@
 //! - `runtime`: cluster mode on shard 0: inter-broker connections, the
 //!   quorum's timer, registration, heartbeats and fencing;
 //! - `view`: the applied metadata as every shard reads it;
+//! - `handshake`: the first exchange on every inter-broker connection:
+//!   who is calling, from which cluster;
 //! - `fetch`: the inter-broker replica fetch: its wire format, and the
 //!   fetchers through which followers pull from their leaders.
 pub mod fetch;
+pub mod handshake;
 pub mod identity;
 pub mod metadata;
 pub mod placement;

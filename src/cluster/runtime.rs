@@ -2,21 +2,33 @@
 //! controller quorum ticked by a timer, and the active controller's duties
 //! (registering brokers from their heartbeats, fencing the ones that stop).
 //!
-//! This is the controller half of the cluster. Every node is a voter
-//! (KRaft's combined mode); replicated partitions come next and will read
-//! the applied [`ClusterState`].
+//! A node named in `--voters` is a controller voter and a broker (KRaft's
+//! combined mode): it runs a [`QuorumNode`] over the metadata log. Any
+//! other node is a broker only, an observer of the log: it fetches the
+//! applied state from a voter (preferring the active controller) over a
+//! request/answer connection, and registers, heartbeats and proposes
+//! through the active controller like any broker.
 //!
 //! Inter-broker frames: `len u32 | kind u8 | payload`, big-endian, `len`
-//! counting kind and payload and bounded. A connection carries frames one
-//! way, from the node that opened it; its first frame says who that is
-//! (`Hello`), and a node that is not a voter is refused. Raft's own
-//! messages are framed and checked again inside (see `raft::frame`).
-//! Messages to a peer that is down are dropped: raft resends.
+//! counting kind and payload and bounded. Every connection starts with
+//! the [`handshake`]: who the opener is and which cluster it belongs to;
+//! a peer of another cluster is refused. A controller connection then
+//! carries frames one way, from the node that opened it; raft messages
+//! are taken from voters only, and are framed and checked again inside
+//! (see `raft::frame`). Messages to a peer that is down are dropped: raft
+//! resends.
+//!
+//! The cluster id: the first active controller issues one (a UUID, in the
+//! metadata log). Each node records it in its data directory once it
+//! learns it, and says it in every hello. A node that a majority of the
+//! voters refuse as belonging to another cluster stops with that message,
+//! having touched nothing of theirs.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::ToSocketAddrs;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +41,8 @@ use glommio::net::{TcpListener, TcpStream};
 use futures_channel::oneshot;
 
 use super::fetch;
+use super::handshake::{self, Greeting, Hello, KIND_HELLO, KIND_HELLO_META};
+use super::identity::{NodeRole, Voter};
 use super::metadata::{Applied, BrokerEndpoints, ClusterState, Command, CommandError};
 use super::raft::{FileStorage, QuorumConfig, QuorumNode};
 use super::view::ClusterView;
@@ -45,7 +59,7 @@ const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 const FRAME_BYTES_MAX: usize = (64 << 20) + 1024;
 /// Largest first frame: a stranger gets no big buffer before it says who
 /// it is.
-const HELLO_BYTES_MAX: usize = 64;
+const HELLO_BYTES_MAX: usize = 80;
 /// How long a new connection may take to say who it is.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 /// Inbound inter-broker connections open at once: a bound on what
@@ -57,14 +71,23 @@ const INBOUND_MAX: usize = 64;
 const PEER_QUEUE_FRAMES: usize = 1024;
 /// A command the controller proposed is proposed again after this.
 const REPROPOSE_AFTER: Duration = Duration::from_secs(1);
+/// How long a voter holds an observer's metadata fetch when nothing is new.
+const META_WAIT: Duration = Duration::from_millis(500);
+/// How long an observer waits for a metadata answer.
+const META_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
-const KIND_HELLO: u8 = 1;
 const KIND_RAFT: u8 = 2;
 const KIND_HEARTBEAT: u8 = 3;
 /// A command for the active controller to propose: `req u64 | command`.
 const KIND_PROPOSE: u8 = 4;
 /// The outcome of a forwarded proposal: `req u64 | answer`.
 const KIND_PROPOSED: u8 = 5;
+/// An observer asks for the metadata: `known_index u64`.
+const KIND_META_FETCH: u8 = 12;
+/// A voter's answer: `index u64 | term u64 | controller u32 (0: none) |
+/// state` (the state's bytes when `index` is past the known index, else
+/// nothing).
+const KIND_META: u8 = 13;
 
 /// What a proposer hears once its command is applied (or could not be).
 pub type Answer = Result<Applied, ProposeError>;
@@ -97,6 +120,22 @@ enum Waiter {
 
 type Quorum = QuorumNode<ClusterState, FileStorage>;
 
+/// How this node takes part in the metadata log.
+enum Member {
+    /// A controller voter: it runs the quorum.
+    Voter(Box<Quorum>),
+    /// A broker only: the state as a voter last sent it.
+    Observer(Observed),
+}
+
+#[derive(Default)]
+struct Observed {
+    state: ClusterState,
+    applied_index: u64,
+    term: u64,
+    controller: Option<u32>,
+}
+
 /// What the controller knows of a broker from its heartbeats.
 struct Seen {
     at: Instant,
@@ -104,21 +143,69 @@ struct Seen {
     endpoints: BrokerEndpoints,
 }
 
+/// What every outgoing connection of shard 0 shares: who this node is,
+/// the cluster id to say, and the voters that refused it as belonging to
+/// another cluster.
+struct LinkContext {
+    me: u32,
+    view: Arc<ClusterView>,
+    voters: Vec<u32>,
+    /// Voter → the cluster id it said it runs, while it refuses this node.
+    refusals: RefCell<HashMap<u32, String>>,
+}
+
+impl LinkContext {
+    fn hello(&self, kind: u8) -> Hello {
+        Hello {
+            kind,
+            node: self.me,
+            cluster_id: self.view.cluster_id().map(str::to_string),
+        }
+    }
+
+    /// Notes how `peer` answered a hello.
+    fn heard(&self, peer: u32, greeting: &Greeting) {
+        if !self.voters.contains(&peer) {
+            return;
+        }
+        let mut refusals = self.refusals.borrow_mut();
+        match greeting {
+            Greeting::Refused {
+                cluster_id: Some(theirs),
+                ..
+            } if Some(theirs.as_str()) != self.view.cluster_id() => {
+                refusals.insert(peer, theirs.clone());
+            }
+            _ => {
+                refusals.remove(&peer);
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cluster")
             .field("me", &self.me)
             .field("controller", &self.controller())
-            .field("term", &self.quorum.term())
+            .field("term", &self.term())
             .finish_non_exhaustive()
     }
 }
 
-/// Shard 0's cluster state: the quorum node and the controller duties.
+/// Shard 0's cluster state: the quorum node (or the observed state) and
+/// the controller duties.
 pub struct Cluster {
     me: u32,
-    quorum: Quorum,
-    peers: HashMap<u32, LocalSender<Bytes>>,
+    member: Member,
+    /// Outgoing controller connections: the voters', and those opened to
+    /// brokers that are not voters when there is something to tell them.
+    peers: HashMap<u32, (String, LocalSender<Bytes>)>,
+    links: Rc<LinkContext>,
+    data_dir: PathBuf,
+    role: NodeRole,
+    /// Why this node must stop (it belongs to another cluster).
+    fatal: Option<String>,
     incarnation: u64,
     endpoints: BrokerEndpoints,
     session_timeout: Duration,
@@ -127,6 +214,7 @@ pub struct Cluster {
     seen: HashMap<u32, Seen>,
     leading_since: Option<Instant>,
     proposed: HashMap<u32, Instant>,
+    init_proposed: Option<Instant>,
     last_heartbeat: Option<Instant>,
     /// Proposals of this leader by log index: the term they were proposed
     /// in, and who waits. An entry applied at that index in another term
@@ -147,25 +235,38 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Opens the quorum's storage in `<data_dir>/raft/` (blocking; at
-    /// start) and prepares the peers' queues.
+    /// A voter opens the quorum's storage in `<data_dir>/raft/` (blocking;
+    /// at start); every node prepares its voter connections' queues.
     pub fn open(
         cfg: &ServeConfig,
         settings: &ClusterSettings,
         view: Arc<ClusterView>,
     ) -> Result<(Cluster, Vec<PeerLink>), String> {
-        let storage = FileStorage::open(&cfg.data_dir).map_err(|e| e.to_string())?;
-        let voters: Vec<u64> = settings.voters.iter().map(|v| u64::from(v.id)).collect();
-        let mut qc = QuorumConfig::new(u64::from(settings.node_id), voters);
-        qc.election_seed = incarnation();
-        let quorum = QuorumNode::new(qc, storage).map_err(|e| format!("controller quorum: {e}"))?;
+        let incarnation = incarnation();
+        let member = if settings.is_voter() {
+            let storage = FileStorage::open(&cfg.data_dir).map_err(|e| e.to_string())?;
+            let voters: Vec<u64> = settings.voters.iter().map(|v| u64::from(v.id)).collect();
+            let mut qc = QuorumConfig::new(u64::from(settings.node_id), voters);
+            qc.election_seed = incarnation;
+            Member::Voter(Box::new(
+                QuorumNode::new(qc, storage).map_err(|e| format!("controller quorum: {e}"))?,
+            ))
+        } else {
+            Member::Observer(Observed::default())
+        };
+        let links = Rc::new(LinkContext {
+            me: settings.node_id,
+            view: view.clone(),
+            voters: settings.voters.iter().map(|v| v.id).collect(),
+            refusals: RefCell::new(HashMap::new()),
+        });
         let mut peers = HashMap::new();
-        let mut links = Vec::new();
+        let mut outgoing = Vec::new();
         for v in settings.voters.iter().filter(|v| v.id != settings.node_id) {
             let (tx, rx) = local_channel::new_bounded(PEER_QUEUE_FRAMES);
-            peers.insert(v.id, tx);
-            links.push(PeerLink {
-                me: settings.node_id,
+            peers.insert(v.id, (v.addr.clone(), tx));
+            outgoing.push(PeerLink {
+                links: links.clone(),
                 peer: v.id,
                 addr: v.addr.clone(),
                 rx,
@@ -176,18 +277,25 @@ impl Cluster {
             native: cfg.native_addr.to_string(),
             cluster: settings.cluster_advertised.clone(),
         };
-        let incarnation = incarnation();
         view.set_incarnation(incarnation);
-        let cluster = Cluster {
+        let mut cluster = Cluster {
             me: settings.node_id,
-            quorum,
+            member,
             peers,
+            links,
+            data_dir: cfg.data_dir.clone(),
+            role: NodeRole::Cluster {
+                node_id: settings.node_id,
+                voters: settings.voters.clone(),
+            },
+            fatal: None,
             incarnation,
             endpoints,
             session_timeout: Duration::from_millis(cfg.broker_session_timeout_ms),
             seen: HashMap::new(),
             leading_since: None,
             proposed: HashMap::new(),
+            init_proposed: None,
             last_heartbeat: None,
             pending: HashMap::new(),
             forwarded: HashMap::new(),
@@ -198,11 +306,37 @@ impl Cluster {
             last_rebalance: None,
         };
         cluster.publish();
-        Ok((cluster, links))
+        Ok((cluster, outgoing))
     }
 
     pub fn state(&self) -> &ClusterState {
-        self.quorum.state()
+        match &self.member {
+            Member::Voter(q) => q.state(),
+            Member::Observer(o) => &o.state,
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        matches!(&self.member, Member::Voter(q) if q.is_leader())
+    }
+
+    fn term(&self) -> u64 {
+        match &self.member {
+            Member::Voter(q) => q.term(),
+            Member::Observer(o) => o.term,
+        }
+    }
+
+    fn applied_index(&self) -> u64 {
+        match &self.member {
+            Member::Voter(q) => q.applied_index(),
+            Member::Observer(o) => o.applied_index,
+        }
+    }
+
+    /// Why this node must stop, if it must.
+    pub fn fatal(&self) -> Option<&str> {
+        self.fatal.as_deref()
     }
 
     /// Counts the changes of the applied state (for the reconciler).
@@ -210,30 +344,97 @@ impl Cluster {
         self.changed.clone()
     }
 
-    fn publish(&self) {
-        self.view.publish(self.quorum.state().clone());
+    /// Republishes the applied state for the shards, once it is known to
+    /// be this cluster's; records the cluster id when first learned.
+    fn publish(&mut self) {
+        if self.fatal.is_some() {
+            return;
+        }
+        if let Some(id) = self.state().cluster_id.clone() {
+            let known = self.view.cluster_id().map(str::to_string);
+            match known {
+                Some(k) if k != id => {
+                    self.stop(format!(
+                        "the metadata names cluster {id}, but this data directory belongs to cluster {k}"
+                    ));
+                    return;
+                }
+                Some(_) => {}
+                None => {
+                    if let Err(e) = super::identity::record_cluster_id(&self.data_dir, &self.role, &id) {
+                        // Learned again at the next start; nothing depends on it until then.
+                        tracing::warn!(error = %e, "could not record the cluster id");
+                    }
+                    self.view.learn_cluster_id(&id);
+                    tracing::info!(cluster_id = %id, "joined the cluster");
+                }
+            }
+        }
+        self.view.publish(self.state().clone());
         self.changed.set(self.changed.get() + 1);
     }
 
-    pub fn controller(&self) -> Option<u32> {
-        self.quorum.leader().and_then(|l| u32::try_from(l).ok())
+    fn stop(&mut self, why: String) {
+        tracing::error!("{why}; stopping this node");
+        self.fatal = Some(why);
     }
 
-    fn send(&self, to: u32, frame: Bytes) {
-        if let Some(tx) = self.peers.get(&to) {
+    pub fn controller(&self) -> Option<u32> {
+        match &self.member {
+            Member::Voter(q) => q.leader().and_then(|l| u32::try_from(l).ok()),
+            Member::Observer(o) => o.controller,
+        }
+    }
+
+    fn send(&mut self, to: u32, frame: Bytes) {
+        if !self.peers.contains_key(&to) || self.peers.get(&to).is_some_and(|(_, tx)| tx.is_full()) {
+            self.link_to_broker(to);
+        }
+        if let Some((_, tx)) = self.peers.get(&to) {
             // A full queue means the peer is down or slow: drop, raft resends.
             let _ = tx.try_send(frame);
         }
     }
 
-    /// Persists, applies and sends what the quorum has ready.
-    fn flush(&mut self) {
-        if self.quorum.halted().is_some() {
+    /// Opens (or, if its address changed, reopens) a connection to a
+    /// broker that is not a voter, at the address it registered.
+    fn link_to_broker(&mut self, to: u32) {
+        if self.links.voters.contains(&to) || to == self.me {
             return;
         }
-        match self.quorum.poll() {
+        let addr = match self.seen.get(&to) {
+            Some(s) => s.endpoints.cluster.clone(),
+            None => match self.state().brokers.get(&to) {
+                Some(b) => b.endpoints.cluster.clone(),
+                None => return,
+            },
+        };
+        if self.peers.get(&to).is_some_and(|(a, _)| *a == addr) {
+            return;
+        }
+        let (tx, rx) = local_channel::new_bounded(PEER_QUEUE_FRAMES);
+        // Dropping the old sender ends the old connection's task.
+        self.peers.insert(to, (addr.clone(), tx));
+        let link = PeerLink {
+            links: self.links.clone(),
+            peer: to,
+            addr,
+            rx,
+        };
+        glommio::spawn_local(peer_loop(link)).detach();
+    }
+
+    /// Persists, applies and sends what the quorum has ready.
+    fn flush(&mut self) {
+        let Member::Voter(quorum) = &mut self.member else {
+            return;
+        };
+        if quorum.halted().is_some() {
+            return;
+        }
+        match quorum.poll() {
             Ok(out) => {
-                if !out.applied.is_empty() {
+                if !out.applied.is_empty() || out.restored_snapshot.is_some() {
                     self.publish();
                 }
                 for m in out.messages {
@@ -264,6 +465,39 @@ impl Cluster {
         }
     }
 
+    /// An observer takes a voter's answer: the state if it is newer than
+    /// what it holds, and who the controller is.
+    fn observe(&mut self, answer: MetaAnswer) {
+        let Member::Observer(o) = &mut self.member else {
+            return;
+        };
+        if answer.term >= o.term {
+            o.term = answer.term;
+            o.controller = answer.controller;
+        }
+        match answer.state {
+            Some(state) if answer.index > o.applied_index => {
+                o.state = state;
+                o.applied_index = answer.index;
+                self.publish();
+            }
+            _ => {}
+        }
+    }
+
+    /// What a voter tells an observer that knows the state up to `known`.
+    fn meta_answer(&self, known: u64) -> Result<Bytes, String> {
+        let index = self.applied_index();
+        let mut p = BytesMut::new();
+        p.put_u64(index);
+        p.put_u64(self.term());
+        p.put_u32(self.controller().unwrap_or(0));
+        if index > known {
+            p.put_slice(&self.state().encode()?);
+        }
+        Ok(frame(KIND_META, &p))
+    }
+
     /// Proposes `cmd` through the active controller (this node, or the one
     /// it forwards to); the answer comes once the command is applied here
     /// or there. The caller bounds the wait.
@@ -274,15 +508,17 @@ impl Cluster {
     }
 
     fn submit(&mut self, cmd: &Command, waiter: Waiter) {
-        if self.quorum.is_leader() {
-            match self.quorum.propose(cmd) {
-                Ok(p) => {
-                    self.pending.insert(p.index, (p.term, waiter));
-                    self.flush();
+        if let Member::Voter(quorum) = &mut self.member {
+            if quorum.is_leader() {
+                match quorum.propose(cmd) {
+                    Ok(p) => {
+                        self.pending.insert(p.index, (p.term, waiter));
+                        self.flush();
+                    }
+                    Err(e) => self.answer(waiter, Err(ProposeError::Failed(e.to_string()))),
                 }
-                Err(e) => self.answer(waiter, Err(ProposeError::Failed(e.to_string()))),
+                return;
             }
-            return;
         }
         match (self.controller(), waiter) {
             (Some(c), Waiter::Local(tx)) => match cmd.encode() {
@@ -304,7 +540,7 @@ impl Cluster {
         }
     }
 
-    fn answer(&self, waiter: Waiter, answer: Answer) {
+    fn answer(&mut self, waiter: Waiter, answer: Answer) {
         match waiter {
             Waiter::Local(tx) => {
                 let _ = tx.send(answer);
@@ -338,7 +574,11 @@ impl Cluster {
     }
 
     fn on_raft(&mut self, from: u32, bytes: &[u8]) {
-        if let Err(e) = self.quorum.step(u64::from(from), bytes) {
+        let Member::Voter(quorum) = &mut self.member else {
+            tracing::warn!(from, "refused a controller message: this node is not a voter");
+            return;
+        };
+        if let Err(e) = quorum.step(u64::from(from), bytes) {
             tracing::warn!(from, error = %e, "refused a controller message");
         }
         self.flush();
@@ -358,12 +598,29 @@ impl Cluster {
     /// One timer tick: raft's clock, this broker's heartbeat, and the
     /// active controller's duties.
     fn tick(&mut self) {
-        if self.quorum.halted().is_some() {
-            // Reported once, when it halted; a restart recovers from disk.
+        if self.fatal.is_some() {
             return;
         }
-        if let Err(e) = self.quorum.tick() {
-            tracing::error!(error = %e, "controller quorum failed; this node stops taking part");
+        let refused_by = self.links.refusals.borrow().clone();
+        if refused_by.len() > self.links.voters.len() / 2 {
+            let mut named: Vec<String> = refused_by.into_iter().map(|(v, id)| format!("{v} ({id})")).collect();
+            named.sort();
+            self.stop(format!(
+                "voters {} refuse this node as belonging to another cluster (this data directory: {}); \
+                 give it an empty data directory to join them",
+                named.join(", "),
+                self.view.cluster_id().unwrap_or("none")
+            ));
+            return;
+        }
+        if let Member::Voter(quorum) = &mut self.member {
+            if quorum.halted().is_some() {
+                // Reported once, when it halted; a restart recovers from disk.
+                return;
+            }
+            if let Err(e) = quorum.tick() {
+                tracing::error!(error = %e, "controller quorum failed; this node stops taking part");
+            }
         }
         let now = Instant::now();
         if self.last_heartbeat.is_none_or(|t| now - t >= HEARTBEAT_EVERY) {
@@ -374,12 +631,13 @@ impl Cluster {
                 None => {}
             }
         }
-        if self.quorum.is_leader() {
+        if self.is_leader() {
             self.controller_duties(now);
         } else {
             self.leading_since = None;
             self.seen.clear();
             self.proposed.clear();
+            self.init_proposed = None;
             // Not leading: nothing proposed here will be answered here.
             for (_, (_, waiter)) in std::mem::take(&mut self.pending) {
                 self.answer(waiter, Err(ProposeError::Retry("the controller changed".into())));
@@ -424,7 +682,23 @@ impl Cluster {
     }
 
     fn controller_duties(&mut self, now: Instant) {
+        let Member::Voter(quorum) = &mut self.member else {
+            return;
+        };
         let since = *self.leading_since.get_or_insert(now);
+        // The first controller names the cluster (a voter whose data
+        // directory already knows the name keeps it).
+        if quorum.state().cluster_id.is_none() && self.init_proposed.is_none_or(|t| now - t >= REPROPOSE_AFTER) {
+            self.init_proposed = Some(now);
+            let id = match self.view.cluster_id() {
+                Some(id) => id.to_string(),
+                None => crate::rng::SplitMix64(self.incarnation ^ 0x5EED_C1A5_7E12_1D00).uuid(),
+            };
+            tracing::info!(cluster_id = %id, "naming the cluster");
+            if let Err(e) = quorum.propose(&Command::InitCluster { id }) {
+                tracing::warn!(error = %e, "proposal refused");
+            }
+        }
         // A new controller first gives every broker a session to come
         // back, then balances leadership every interval.
         let due = self
@@ -434,13 +708,16 @@ impl Cluster {
             self.last_rebalance = Some(now);
             self.elect_preferred_leaders();
         }
+        let Member::Voter(quorum) = &mut self.member else {
+            return;
+        };
         let mut commands = Vec::new();
         for (&id, seen) in &self.seen {
             let fresh = now - seen.at < self.session_timeout;
             if !fresh {
                 continue;
             }
-            match self.quorum.state().brokers.get(&id) {
+            match quorum.state().brokers.get(&id) {
                 Some(b) if b.incarnation == seen.incarnation && b.endpoints == seen.endpoints => {
                     if b.fenced {
                         commands.push((id, Command::UnfenceBroker { id }));
@@ -457,7 +734,7 @@ impl Cluster {
             }
         }
         if now - since >= self.session_timeout {
-            for (&id, b) in &self.quorum.state().brokers {
+            for (&id, b) in &quorum.state().brokers {
                 let silent = self.seen.get(&id).is_none_or(|s| now - s.at >= self.session_timeout);
                 if !b.fenced && silent {
                     commands.push((id, Command::FenceBroker { id }));
@@ -470,7 +747,7 @@ impl Cluster {
             }
             self.proposed.insert(id, now);
             tracing::info!(command = ?cmd, "controller proposes");
-            if let Err(e) = self.quorum.propose(&cmd) {
+            if let Err(e) = quorum.propose(&cmd) {
                 tracing::warn!(error = %e, "proposal refused");
             }
         }
@@ -482,10 +759,19 @@ impl Cluster {
         let controller = self.controller().map_or("none".to_string(), |c| c.to_string());
         let _ = writeln!(
             out,
-            "node {} controller {controller} term {} applied {}",
+            "node {} controller {controller} term {} applied {} {}",
             self.me,
-            self.quorum.term(),
-            self.quorum.applied_index()
+            self.term(),
+            self.applied_index(),
+            match self.member {
+                Member::Voter(_) => "voter",
+                Member::Observer(_) => "broker",
+            }
+        );
+        let _ = writeln!(
+            out,
+            "cluster {}",
+            self.state().cluster_id.as_deref().unwrap_or("unnamed")
         );
         for (id, b) in &self.state().brokers {
             let _ = writeln!(
@@ -526,7 +812,7 @@ fn incarnation() -> u64 {
     nanos ^ u64::from(std::process::id()).rotate_left(40)
 }
 
-fn frame(kind: u8, payload: &[u8]) -> Bytes {
+pub(crate) fn frame(kind: u8, payload: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(5 + payload.len());
     b.put_u32((payload.len() + 1) as u32);
     b.put_u8(kind);
@@ -656,7 +942,9 @@ impl ProposeError {
                 ErrorCode::InvalidReplicaAssignment
             }
             ProposeError::Refused(CommandError::AlterIsr(_)) => ErrorCode::InvalidRequest,
-            ProposeError::Refused(CommandError::ProducerIdsExhausted) => ErrorCode::Unknown,
+            ProposeError::Refused(CommandError::ProducerIdsExhausted | CommandError::ClusterNamed(_)) => {
+                ErrorCode::Unknown
+            }
             ProposeError::Retry(_) | ProposeError::Failed(_) => ErrorCode::RequestTimedOut,
         }
     }
@@ -690,17 +978,19 @@ fn parse_heartbeat(mut b: Bytes) -> Result<(u64, BrokerEndpoints), String> {
 
 /// The outgoing connection to one peer: its address and frame queue.
 pub struct PeerLink {
-    me: u32,
+    links: Rc<LinkContext>,
     peer: u32,
     addr: String,
     rx: LocalReceiver<Bytes>,
 }
 
 /// Keeps a connection to the peer open and writes its queued frames;
-/// reconnects with a growing pause when it breaks.
+/// reconnects with a growing pause when it breaks. Ends when its queue's
+/// sender is dropped.
 async fn peer_loop(link: PeerLink) {
-    let mut pause = Duration::from_millis(50);
-    let hello = frame(KIND_HELLO, &link.me.to_be_bytes());
+    const PAUSE_MIN: Duration = Duration::from_millis(50);
+    let mut pause = PAUSE_MIN;
+    let mut next: Option<Bytes> = None;
     loop {
         let addr = link.addr.to_socket_addrs().ok().and_then(|mut a| a.next());
         let stream = match addr {
@@ -713,13 +1003,37 @@ async fn peer_loop(link: PeerLink) {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        pause = Duration::from_millis(50);
-        if stream.write_all(&hello).await.is_err() {
-            continue;
+        let greeting = handshake::greet(&mut stream, &link.links.hello(KIND_HELLO)).await;
+        if let Ok(g) = &greeting {
+            link.links.heard(link.peer, g);
+        }
+        match greeting {
+            Ok(Greeting::Welcome { .. }) => pause = PAUSE_MIN,
+            Ok(Greeting::Refused { reason, .. }) => {
+                tracing::warn!(peer = link.peer, addr = %link.addr, %reason, "peer refused this node");
+                glommio::timer::sleep(pause.max(Duration::from_secs(1))).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!(peer = link.peer, error = %e, "no answer to the hello");
+                glommio::timer::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+                continue;
+            }
         }
         tracing::debug!(peer = link.peer, addr = %link.addr, "connected to peer");
-        while let Some(f) = link.rx.recv().await {
+        loop {
+            let f = match next.take() {
+                Some(f) => f,
+                None => match link.rx.recv().await {
+                    Some(f) => f,
+                    None => return,
+                },
+            };
             if stream.write_all(&f).await.is_err() {
+                // Raft resends; a proposal's answer is worth one more try.
+                next = Some(f);
                 break;
             }
         }
@@ -741,32 +1055,74 @@ pub(crate) async fn read_frame(stream: &mut TcpStream, max: usize) -> Result<(u8
     Ok((kind, buf))
 }
 
+/// Answers a hello: refused (with the reason, logged) or welcome.
+async fn admit(cluster: &Rc<RefCell<Cluster>>, stream: &mut TcpStream, peer: &str, hello: &Hello) -> bool {
+    let (ours, voter, broker) = {
+        let c = cluster.borrow();
+        (
+            c.view.cluster_id().map(str::to_string),
+            c.links.voters.contains(&hello.node),
+            c.state().brokers.contains_key(&hello.node),
+        )
+    };
+    let refusal = match handshake::check(ours.as_deref(), hello.cluster_id.as_deref()) {
+        Err(why) => Some(why),
+        Ok(()) if hello.kind == fetch::KIND_HELLO_FETCH && !voter && !broker => {
+            Some(format!("node {} is not a broker of this cluster", hello.node))
+        }
+        Ok(()) if hello.node == 0 => Some("node id 0 is not a cluster member's".into()),
+        Ok(()) => None,
+    };
+    let greeting = match &refusal {
+        Some(reason) => {
+            tracing::warn!(%peer, from = hello.node, %reason, "refusing an inter-broker connection");
+            Greeting::Refused {
+                cluster_id: ours,
+                reason: reason.clone(),
+            }
+        }
+        None => Greeting::Welcome { cluster_id: ours },
+    };
+    stream.write_all(&greeting.encode()).await.is_ok() && refusal.is_none()
+}
+
 /// Serves one incoming peer connection.
-async fn serve_peer(cluster: Rc<RefCell<Cluster>>, shard: Rc<Shard>, voters: Rc<Vec<u32>>, mut stream: TcpStream) {
+async fn serve_peer(cluster: Rc<RefCell<Cluster>>, shard: Rc<Shard>, mut stream: TcpStream) {
     let peer = stream.peer_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
     let hello = glommio::timer::timeout(HELLO_TIMEOUT, async {
         Ok(read_frame(&mut stream, HELLO_BYTES_MAX).await)
     });
-    let (kind, from) = match hello.await {
-        Ok(Ok((kind @ (KIND_HELLO | fetch::KIND_HELLO_FETCH), b))) if b.len() == 4 => {
-            (kind, u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        }
-        _ => {
-            tracing::warn!(%peer, "refusing an inter-broker connection that does not introduce itself");
+    let hello = match hello.await {
+        Ok(Ok((kind @ (KIND_HELLO | KIND_HELLO_META | fetch::KIND_HELLO_FETCH), b))) => Hello::decode(kind, b),
+        _ => Err("no hello".to_string()),
+    };
+    let hello = match hello {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "refusing an inter-broker connection that does not introduce itself");
             return;
         }
     };
-    if !voters.contains(&from) {
-        tracing::warn!(%peer, from, "refusing an inter-broker connection from a node outside the cluster");
+    if !admit(&cluster, &mut stream, &peer, &hello).await {
         return;
     }
-    if kind == fetch::KIND_HELLO_FETCH {
-        serve_fetcher(shard, from, stream).await;
-        return;
+    let from = hello.node;
+    match hello.kind {
+        fetch::KIND_HELLO_FETCH => return serve_fetcher(shard, from, stream).await,
+        KIND_HELLO_META => return serve_meta(cluster, from, stream).await,
+        _ => {}
     }
+    let voter = cluster.borrow().links.voters.contains(&from);
     loop {
         match read_frame(&mut stream, FRAME_BYTES_MAX).await {
-            Ok((KIND_RAFT, b)) => cluster.borrow_mut().on_raft(from, &b),
+            Ok((KIND_RAFT, b)) if voter => cluster.borrow_mut().on_raft(from, &b),
+            Ok((KIND_RAFT, _)) => {
+                tracing::warn!(
+                    from,
+                    "closing an inter-broker connection: raft messages from a node that is not a voter"
+                );
+                return;
+            }
             Ok((KIND_HEARTBEAT, b)) => match parse_heartbeat(b) {
                 Ok((inc, endpoints)) => cluster.borrow_mut().on_heartbeat(from, inc, endpoints),
                 Err(e) => tracing::warn!(from, error = %e, "refused a heartbeat"),
@@ -781,6 +1137,157 @@ async fn serve_peer(cluster: Rc<RefCell<Cluster>>, shard: Rc<Shard>, voters: Rc<
                 tracing::debug!(from, error = %e, "inter-broker connection closed");
                 return;
             }
+        }
+    }
+}
+
+/// A voter serves an observer's metadata fetches, in order on the same
+/// connection: each is held until the state moves past what the observer
+/// knows, or [`META_WAIT`].
+async fn serve_meta(cluster: Rc<RefCell<Cluster>>, from: u32, mut stream: TcpStream) {
+    if !matches!(cluster.borrow().member, Member::Voter(_)) {
+        tracing::warn!(from, "closing a metadata fetch: this node is not a voter");
+        return;
+    }
+    loop {
+        let known = match read_frame(&mut stream, HELLO_BYTES_MAX).await {
+            Ok((KIND_META_FETCH, mut b)) if b.len() == 8 => b.get_u64(),
+            Ok((kind, _)) => {
+                tracing::warn!(from, kind, "closing a metadata connection: unexpected frame");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(from, error = %e, "metadata connection closed");
+                return;
+            }
+        };
+        let (changed, seen, behind) = {
+            let c = cluster.borrow();
+            (c.changed(), c.changed.get(), c.applied_index() <= known)
+        };
+        if behind {
+            let _ = glommio::timer::timeout(META_WAIT, async {
+                changed.wait_for(seen + 1).await;
+                Ok(())
+            })
+            .await;
+        }
+        let answer = cluster.borrow().meta_answer(known);
+        match answer {
+            Ok(f) => {
+                if stream.write_all(&f).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::error!(from, error = %e, "could not encode the metadata");
+                return;
+            }
+        }
+    }
+}
+
+/// A voter's answer to a metadata fetch.
+struct MetaAnswer {
+    index: u64,
+    term: u64,
+    controller: Option<u32>,
+    state: Option<ClusterState>,
+}
+
+fn parse_meta(mut b: Bytes) -> Result<MetaAnswer, String> {
+    if b.remaining() < 20 {
+        return Err("truncated metadata answer".into());
+    }
+    let index = b.get_u64();
+    let term = b.get_u64();
+    let controller = Some(b.get_u32()).filter(|&c| c != 0);
+    let state = if b.has_remaining() {
+        Some(ClusterState::decode(&b).map_err(|e| format!("undecodable metadata: {e}"))?)
+    } else {
+        None
+    };
+    Ok(MetaAnswer {
+        index,
+        term,
+        controller,
+        state,
+    })
+}
+
+/// An observer keeps the applied metadata current: it fetches from a
+/// voter, the active controller when it knows which, and moves on to
+/// another voter when one fails.
+async fn observe_loop(cluster: Rc<RefCell<Cluster>>, voters: Vec<Voter>) {
+    let links = cluster.borrow().links.clone();
+    let mut turn = 0usize;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        if cluster.borrow().fatal().is_some() {
+            return;
+        }
+        let controller = cluster.borrow().controller();
+        let voter = match controller.and_then(|c| voters.iter().find(|v| v.id == c)) {
+            Some(v) => v.clone(),
+            None => {
+                turn += 1;
+                voters[turn % voters.len()].clone()
+            }
+        };
+        match observe_from(&cluster, &links, &voter).await {
+            Ok(()) => pause = Duration::from_millis(50),
+            Err(e) => {
+                tracing::debug!(voter = voter.id, error = %e, "metadata fetch failed");
+                // Try another voter next time.
+                if let Member::Observer(o) = &mut cluster.borrow_mut().member {
+                    o.controller = o.controller.filter(|&c| c != voter.id);
+                }
+                turn += 1;
+                glommio::timer::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Fetches from one voter until it fails, or names another controller.
+async fn observe_from(cluster: &Rc<RefCell<Cluster>>, links: &Rc<LinkContext>, voter: &Voter) -> Result<(), String> {
+    let addr = voter
+        .addr
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| format!("cannot resolve {}", voter.addr))?;
+    let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let greeting = handshake::greet(&mut stream, &links.hello(KIND_HELLO_META)).await?;
+    links.heard(voter.id, &greeting);
+    if let Greeting::Refused { reason, .. } = greeting {
+        glommio::timer::sleep(Duration::from_secs(1)).await;
+        return Err(format!("refused: {reason}"));
+    }
+    loop {
+        let known = cluster.borrow().applied_index();
+        let mut req = BytesMut::with_capacity(8);
+        req.put_u64(known);
+        stream
+            .write_all(&frame(KIND_META_FETCH, &req))
+            .await
+            .map_err(|e| e.to_string())?;
+        let answer = glommio::timer::timeout(META_ANSWER_TIMEOUT, async {
+            Ok(read_frame(&mut stream, FRAME_BYTES_MAX).await)
+        })
+        .await
+        .map_err(|_| "no metadata answer in time".to_string())??;
+        let answer = match answer {
+            (KIND_META, b) => parse_meta(b)?,
+            (kind, _) => return Err(format!("frame kind {kind} where metadata was expected")),
+        };
+        let named = answer.controller;
+        cluster.borrow_mut().observe(answer);
+        if named.is_some_and(|c| c != voter.id) && cluster.borrow().controller() == named {
+            // Fresher from the controller itself.
+            return Ok(());
         }
     }
 }
@@ -840,9 +1347,11 @@ pub fn start(
     let listener = TcpListener::bind(settings.cluster_addr)
         .map_err(|e| format!("cluster listener on {}: {e}", settings.cluster_addr))?;
     let cluster = Rc::new(RefCell::new(cluster));
-    let voters: Rc<Vec<u32>> = Rc::new(settings.voters.iter().map(|v| v.id).collect());
     for link in links {
         glommio::spawn_local(peer_loop(link)).detach();
+    }
+    if !settings.is_voter() {
+        glommio::spawn_local(observe_loop(cluster.clone(), settings.voters.clone())).detach();
     }
     let c = cluster.clone();
     let inbound_max = INBOUND_MAX.max(4 * settings.voters.len());
@@ -855,10 +1364,10 @@ pub fn start(
                     drop(stream);
                 }
                 Ok(stream) => {
-                    let (c, voters, open, shard) = (c.clone(), voters.clone(), open.clone(), shard.clone());
+                    let (c, open, shard) = (c.clone(), open.clone(), shard.clone());
                     open.set(open.get() + 1);
                     glommio::spawn_local(async move {
-                        serve_peer(c, shard, voters, stream).await;
+                        serve_peer(c, shard, stream).await;
                         open.set(open.get() - 1);
                     })
                     .detach();

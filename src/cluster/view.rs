@@ -4,7 +4,7 @@
 //! and never see half of a change.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use super::metadata::{ClusterState, PartitionState};
 use super::replica::NodeId;
@@ -14,6 +14,9 @@ pub struct ClusterView {
     me: NodeId,
     /// This run's incarnation, once the controller runtime has started.
     incarnation: AtomicU64,
+    /// The cluster this node belongs to, once known: recorded in the data
+    /// directory, or learned from the quorum. It never changes after.
+    cluster_id: OnceLock<String>,
     current: RwLock<Arc<ClusterState>>,
 }
 
@@ -22,6 +25,7 @@ impl ClusterView {
         ClusterView {
             me,
             incarnation: AtomicU64::new(0),
+            cluster_id: OnceLock::new(),
             current: RwLock::new(Arc::new(ClusterState::default())),
         }
     }
@@ -29,6 +33,15 @@ impl ClusterView {
     /// This node's id.
     pub fn me(&self) -> NodeId {
         self.me
+    }
+
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.cluster_id.get().map(String::as_str)
+    }
+
+    /// Sets the cluster id if none is known; returns the one that holds.
+    pub fn learn_cluster_id(&self, id: &str) -> &str {
+        self.cluster_id.get_or_init(|| id.to_string())
     }
 
     pub fn set_incarnation(&self, incarnation: u64) {

@@ -92,7 +92,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
             node_id: u32::try_from(cfg.node_id).unwrap_or(0),
         },
     };
-    crate::cluster::identity::check_or_record(&cfg.data_dir, &role)?;
+    let identity = crate::cluster::identity::check_or_record(&cfg.data_dir, &role)?;
     let meta = Arc::new(MetadataStore::open(&cfg.data_dir)?);
     // Moved into shard 0, its only user. In cluster mode the quorum hands
     // out producer ids instead.
@@ -113,6 +113,9 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         .cluster
         .as_ref()
         .map(|c| Arc::new(crate::cluster::view::ClusterView::new(c.node_id)));
+    if let (Some(view), Some(id)) = (&view, &identity.cluster_id) {
+        view.learn_cluster_id(id);
+    }
     let node = Node {
         view,
         cfg,
@@ -265,7 +268,7 @@ async fn shard_main(
     if id == 0 {
         let listener = TcpListener::bind(cfg.metrics_addr)
             .map_err(|e| format!("metrics listener on {}: {e}", cfg.metrics_addr))?;
-        glommio::spawn_local(metrics_loop(listener, metrics.clone(), cluster, shard.clone())).detach();
+        glommio::spawn_local(metrics_loop(listener, metrics.clone(), cluster.clone(), shard.clone())).detach();
     }
     if listening.fetch_add(1, Ordering::SeqCst) + 1 == cfg.shards {
         tracing::info!(
@@ -278,8 +281,13 @@ async fn shard_main(
             "sluice is listening"
         );
     }
+    let mut fatal = None;
     while !shutdown.load(Ordering::SeqCst) {
         glommio::timer::sleep(SHUTDOWN_POLL).await;
+        if let Some(why) = cluster.as_ref().and_then(|c| c.borrow().fatal().map(str::to_string)) {
+            shutdown.store(true, Ordering::SeqCst);
+            fatal = Some(why);
+        }
     }
     for a in accepts {
         drop(a.cancel());
@@ -289,7 +297,10 @@ async fn shard_main(
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
     shard.close_all().await;
-    Ok(())
+    match fatal {
+        Some(why) => Err(why),
+        None => Ok(()),
+    }
 }
 
 /// Which protocol a listener speaks.

@@ -38,7 +38,7 @@ pub fn free_port() -> u16 {
 }
 
 /// `n + 1` consecutive free ports on 127.0.0.1, found by binding them.
-fn free_ports(n: usize) -> u16 {
+pub fn free_ports(n: usize) -> u16 {
     for _ in 0..200 {
         let probe = TcpListener::bind("127.0.0.1:0").expect("bind probe");
         let base = probe.local_addr().expect("addr").port();
@@ -376,7 +376,8 @@ pub const CLUSTER_FLAGS: &[&str] = &[
     "0",
 ];
 
-/// Nodes in cluster mode on 127.0.0.1, every one a controller voter.
+/// Nodes in cluster mode on 127.0.0.1: the first ones controller voters,
+/// any after them brokers only.
 pub struct ClusterNodes {
     pub nodes: Vec<Broker>,
     /// Each node's inter-broker port, node i+1 at index i.
@@ -385,28 +386,39 @@ pub struct ClusterNodes {
     pub voters: String,
 }
 
-/// Starts `n` nodes (ids 1..=n, `shards` shards each) as one cluster,
-/// with `extra` flags on each.
+/// Starts `n` nodes (ids 1..=n, `shards` shards each), every one a voter,
+/// as one cluster, with `extra` flags on each.
 pub fn start_cluster(n: usize, shards: usize, extra: &[&str]) -> ClusterNodes {
+    start_cluster_with(n, 0, shards, extra)
+}
+
+/// Starts `voters` voters (ids 1..=voters) and `brokers` brokers that
+/// are not voters (the next ids) as one cluster.
+pub fn start_cluster_with(voters: usize, brokers: usize, shards: usize, extra: &[&str]) -> ClusterNodes {
+    let n = voters + brokers;
     let cluster_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-    let voters = (1..=n)
+    let voter_list = (1..=voters)
         .map(|i| format!("{i}@127.0.0.1:{}", cluster_ports[i - 1]))
         .collect::<Vec<_>>()
         .join(",");
     let nodes = (1..=n)
-        .map(|i| {
-            let id = i.to_string();
-            let addr = format!("127.0.0.1:{}", cluster_ports[i - 1]);
-            let mut args = vec!["--node-id", &id, "--cluster-addr", &addr, "--voters", &voters];
-            args.extend_from_slice(extra);
-            Broker::start(shards, &args)
-        })
+        .map(|i| start_node(i as u32, cluster_ports[i - 1], &voter_list, shards, extra))
         .collect();
     ClusterNodes {
         nodes,
         cluster_ports,
-        voters,
+        voters: voter_list,
     }
+}
+
+/// Starts node `id` of the cluster whose voters are `voters`, its
+/// inter-broker listener on `cluster_port`.
+pub fn start_node(id: u32, cluster_port: u16, voters: &str, shards: usize, extra: &[&str]) -> Broker {
+    let id = id.to_string();
+    let addr = format!("127.0.0.1:{cluster_port}");
+    let mut args = vec!["--node-id", &id, "--cluster-addr", &addr, "--voters", voters];
+    args.extend_from_slice(extra);
+    Broker::start(shards, &args)
 }
 
 /// Polls `read` on the nodes in `up` until they all agree and `ok` holds
@@ -586,4 +598,59 @@ pub fn produce_lines(bootstrap: &str, topic: &str, lines: impl Iterator<Item = S
     }
     let status = wait_bounded(&mut child, "sluice produce", limit);
     assert!(status.success(), "every record acknowledged: {status}");
+}
+
+/// Produces `lines` with acks=all through `sluice produce` (bootstrapping
+/// from `bootstrap`), each keyed by its index so that every partition
+/// gets some, running `during` halfway; panics unless every line is
+/// acknowledged.
+pub fn produce_keyed(bootstrap: &str, topic: &str, lines: &[String], during: impl FnOnce()) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "produce",
+            "--topic",
+            topic,
+            "--acks",
+            "all",
+            "--linger-ms",
+            "1",
+            "--key-separator",
+            ",",
+        ])
+        .args(["--bootstrap", bootstrap])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("sluice produce runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let keyed: Vec<String> = lines.iter().enumerate().map(|(i, l)| format!("{i},{l}")).collect();
+    let (first, second) = keyed.split_at(keyed.len() / 2);
+    for chunk in first.chunks(20) {
+        stdin.write_all(chunk.join("\n").as_bytes()).expect("write");
+        stdin.write_all(b"\n").expect("write");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    during();
+    for chunk in second.chunks(20) {
+        stdin.write_all(chunk.join("\n").as_bytes()).expect("write");
+        stdin.write_all(b"\n").expect("write");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(stdin);
+    let status = wait_bounded(&mut child, "acks=all production", Duration::from_secs(60));
+    assert!(status.success(), "every record is acknowledged: {status}");
+}
+
+/// Every record of `topic`, read through `sluice consume`.
+pub fn consume_all(bootstrap: &str, topic: &str) -> Vec<String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["consume", "--topic", topic, "--bootstrap", bootstrap])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sluice consume runs");
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut out).expect("read");
+    let status = wait_bounded(&mut child, "consume", Duration::from_secs(60));
+    assert!(status.success(), "consume: {status}");
+    out.lines().map(str::to_string).collect()
 }
