@@ -19,9 +19,13 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::{
+    ApiKey, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse,
+};
+
 use common::{
-    consume_all, free_ports, kafka_wire, produce_keyed, start_cluster_with, start_node, until_agreed, until_all_live,
-    until_in_sync, wait_bounded, Broker, ClusterNodes, CLUSTER_FLAGS,
+    batches_on_disk, consume_all, free_ports, kafka_wire, produce_keyed, start_cluster_with, start_node, until_agreed,
+    until_all_live, until_in_sync, wait_bounded, Broker, ClusterNodes, CLUSTER_FLAGS,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -65,6 +69,20 @@ fn a_broker_that_is_not_a_voter_joins_leads_and_fails_over() {
         String::from_utf8_lossy(&recorded).contains(&id),
         "the cluster id is recorded in node 4's data directory"
     );
+
+    // Kafka clients see one cluster, whichever node they ask.
+    for b in &nodes {
+        let mut s = kafka_wire::connect(b.kafka_addr());
+        let described: DescribeClusterResponse =
+            kafka_wire::call(&mut s, ApiKey::DescribeCluster, 0, &DescribeClusterRequest::default());
+        assert_eq!(described.cluster_id.as_str(), id);
+        let mut ids: Vec<i32> = described.brokers.iter().map(|b| b.broker_id.0).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, [1, 2, 3, 4]);
+        let metadata: MetadataResponse = kafka_wire::call(&mut s, ApiKey::Metadata, 9, &MetadataRequest::default());
+        assert_eq!(metadata.cluster_id.as_ref().map(|c| c.as_str()), Some(id.as_str()));
+        assert_eq!(metadata.brokers.len(), 4);
+    }
 
     // Created through node 4: forwarded to the controller, whose answer
     // comes back over a connection it opens to node 4.
@@ -115,6 +133,34 @@ fn a_broker_that_is_not_a_voter_joins_leads_and_fails_over() {
     nodes[3].restart();
     until_in_sync(&nodes, TOPIC, PARTITIONS, 3, "node 4 rejoined every ISR");
     assert_eq!(identity(&nodes[3]), (id, "broker".to_string()));
+
+    // Partitions added through node 4 (Kafka's CreatePartitions, through
+    // the controller): placed on three brokers each, they take records.
+    const GROWN: usize = 12;
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["topic", "add-partitions", "--bootstrap", &nodes[3].bootstrap(), TOPIC])
+        .args(["--partitions", &GROWN.to_string()])
+        .output()
+        .expect("sluice topic add-partitions runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let grown = until_in_sync(&nodes, TOPIC, GROWN, 3, "the new partitions in sync");
+    for (p, state) in &parts {
+        assert_eq!(grown[p].2, state.2, "partition {p} kept its replicas");
+    }
+    let more: Vec<String> = (0..1200).map(|i| format!("more-{i}")).collect();
+    produce_keyed(&bootstrap, TOPIC, &more, || {});
+    let got: BTreeSet<String> = consume_all(&bootstrap, TOPIC).into_iter().collect();
+    assert!(
+        more.iter().chain(&lines).all(|l| got.contains(l)),
+        "every record readable"
+    );
+    for p in PARTITIONS as u32..GROWN as u32 {
+        let leader = grown[&p].0.expect("a leader") as usize - 1;
+        assert!(
+            !batches_on_disk(nodes[leader].data_dir(), TOPIC, p).is_empty(),
+            "new partition {p} holds records on its leader"
+        );
+    }
 }
 
 #[test]

@@ -676,12 +676,7 @@ impl Shard {
                 ));
                 continue;
             }
-            let live: Vec<NodeId> = state
-                .brokers
-                .iter()
-                .filter(|(_, b)| !b.fenced)
-                .map(|(&id, _)| id)
-                .collect();
+            let live = state.live();
             let rf = match nt.replication.factor {
                 Some(rf) => usize::from(rf),
                 None => self.config.default_replication_factor.min(live.len().max(1)),
@@ -707,19 +702,14 @@ impl Shard {
                 ));
                 continue;
             }
-            // Kafka's random start offset, from the name: deterministic,
-            // and different topics start on different brokers.
-            let start = nt
-                .name
-                .bytes()
-                .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-            let assignment = match crate::cluster::placement::assign(&live, 0, nt.partitions, rf, start) {
-                Ok(a) => a,
-                Err(e) => {
-                    results.push(fail(ErrorCode::InvalidReplicationFactor, e.to_string()));
-                    continue;
-                }
-            };
+            let assignment =
+                match crate::cluster::placement::assign(&live, 0, nt.partitions, rf, start_offset(&nt.name)) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        results.push(fail(ErrorCode::InvalidReplicationFactor, e.to_string()));
+                        continue;
+                    }
+                };
             let cmd = Command::CreateTopic {
                 name: nt.name.clone(),
                 min_insync_replicas: min_insync,
@@ -738,6 +728,100 @@ impl Shard {
         }
         results
     }
+
+    /// Cluster mode: adds partitions through the controller quorum (Kafka's
+    /// CreatePartitions): placed like a new topic's, continuing its
+    /// pattern, with the replication factor of its first partition.
+    pub(super) async fn create_partitions_in_cluster(
+        self: &Rc<Self>,
+        topics: Vec<crate::api::NewPartitions>,
+        validate_only: bool,
+    ) -> Vec<crate::api::TopicResult> {
+        use crate::api::TopicResult;
+        let Some(view) = self.view.clone() else {
+            return Vec::new();
+        };
+        let mut results = Vec::with_capacity(topics.len());
+        for np in topics {
+            let result = |error, message: String| TopicResult {
+                name: np.name.clone(),
+                error,
+                message,
+            };
+            if np.name == crate::group::offsets::OFFSETS_TOPIC {
+                let m = format!("{} is internal: its partition count is fixed", np.name);
+                results.push(result(ErrorCode::InvalidTopic, m));
+                continue;
+            }
+            let state = view.snapshot();
+            let Some(t) = state.topics.get(&np.name) else {
+                results.push(result(
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("no topic {}", np.name),
+                ));
+                continue;
+            };
+            let has = t.partitions.len() as u32;
+            if np.count <= has || np.count > super::metadata::PARTITIONS_MAX {
+                results.push(result(
+                    ErrorCode::InvalidPartitions,
+                    format!(
+                        "topic {} has {has} partitions; the new count {} must be larger, and at most {}",
+                        np.name,
+                        np.count,
+                        super::metadata::PARTITIONS_MAX
+                    ),
+                ));
+                continue;
+            }
+            let rf = t
+                .partitions
+                .first()
+                .map_or(1, |p| p.target.as_ref().map_or(p.replicas.len(), Vec::len));
+            let live = state.live();
+            let assignment =
+                match crate::cluster::placement::assign(&live, has, np.count - has, rf, start_offset(&np.name)) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        results.push(result(
+                            ErrorCode::InvalidReplicationFactor,
+                            format!("{e} ({} live brokers)", live.len()),
+                        ));
+                        continue;
+                    }
+                };
+            if validate_only {
+                results.push(result(ErrorCode::None, String::new()));
+                continue;
+            }
+            let cmd = Command::AddPartitions {
+                topic: np.name.clone(),
+                from: has,
+                assignment,
+            };
+            let outcome = self.propose(cmd).await;
+            // A proposal retried after a change of controller may find its
+            // first attempt applied.
+            let grown = view
+                .snapshot()
+                .topics
+                .get(&np.name)
+                .is_some_and(|t| t.partitions.len() as u32 == np.count);
+            results.push(match outcome {
+                Ok(_) => result(ErrorCode::None, String::new()),
+                Err(_) if grown => result(ErrorCode::None, String::new()),
+                Err(e) => result(e.code(), e.to_string()),
+            });
+        }
+        results
+    }
+}
+
+/// Kafka's random start offset of a topic's placement, from its name:
+/// deterministic, and different topics start on different brokers.
+fn start_offset(name: &str) -> u32 {
+    name.bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
 }
 
 impl Shard {

@@ -537,6 +537,11 @@ impl Shard {
         }
     }
 
+    /// Cluster mode: the applied cluster metadata.
+    pub fn cluster_view(&self) -> Option<Arc<ClusterView>> {
+        self.view.clone()
+    }
+
     /// Answers one client request.
     pub async fn handle(self: &Rc<Self>, req: Request, client: &ClientInfo) -> Response {
         if !matches!(req, Request::Produce { .. } | Request::Fetch { .. }) {
@@ -553,15 +558,8 @@ impl Shard {
             Request::DeleteTopics { names } if self.view.is_some() => Response::DeleteTopics {
                 topics: self.delete_topics_in_cluster(names).await,
             },
-            Request::CreatePartitions { topics, .. } if self.view.is_some() => Response::CreatePartitions {
-                topics: topics
-                    .into_iter()
-                    .map(|t| TopicResult {
-                        name: t.name,
-                        error: ErrorCode::InvalidRequest,
-                        message: "adding partitions is not supported in cluster mode yet".into(),
-                    })
-                    .collect(),
+            Request::CreatePartitions { topics, validate_only } if self.view.is_some() => Response::CreatePartitions {
+                topics: self.create_partitions_in_cluster(topics, validate_only).await,
             },
             Request::DeleteTopics { names } => {
                 let topics = if self.id == 0 {

@@ -166,6 +166,15 @@ pub enum Command {
     DeleteTopic {
         name: String,
     },
+    /// Kafka's CreatePartitions: `assignment[i]` are the replicas of the
+    /// new partition `from + i`, preferred leader first. Applied only if
+    /// the topic still has `from` partitions (a proposal applied twice
+    /// adds once).
+    AddPartitions {
+        topic: String,
+        from: u32,
+        assignment: Vec<Vec<NodeId>>,
+    },
     /// Kafka's AlterPartition from a partition's leader.
     AlterPartition {
         topic: String,
@@ -209,6 +218,8 @@ pub enum CommandError {
     AlterIsr(#[from] AlterIsrError),
     #[error("producer ids are exhausted")]
     ProducerIdsExhausted,
+    #[error("topic {topic} has {has} partitions, not {expected}")]
+    PartitionCount { topic: String, has: u32, expected: u32 },
     #[error("the cluster is already named {0}")]
     ClusterNamed(String),
 }
@@ -225,7 +236,7 @@ pub enum Applied {
 
 impl ClusterState {
     /// The brokers that are registered and not fenced.
-    fn live(&self) -> Vec<NodeId> {
+    pub fn live(&self) -> Vec<NodeId> {
         self.brokers
             .iter()
             .filter(|(_, b)| !b.fenced)
@@ -294,18 +305,7 @@ impl ClusterState {
                 if assignment.is_empty() {
                     return Err(CommandError::InvalidAssignment("no partitions".into()));
                 }
-                let live = self.live();
-                let partitions = assignment
-                    .iter()
-                    .map(|replicas| {
-                        let mut p = PartitionControl::new(replicas.clone());
-                        // A replica that is down now cannot lead.
-                        if p.leader.is_some_and(|l| !live.contains(&l)) {
-                            p.leader = p.replicas.iter().copied().find(|r| live.contains(r));
-                        }
-                        PartitionState::from(&p)
-                    })
-                    .collect();
+                let partitions = self.new_partitions(assignment);
                 self.topics.insert(
                     name.clone(),
                     TopicState {
@@ -314,6 +314,36 @@ impl ClusterState {
                         config: config.clone(),
                     },
                 );
+                Ok(Applied::Done)
+            }
+            Command::AddPartitions {
+                topic,
+                from,
+                assignment,
+            } => {
+                let has = match self.topics.get(topic) {
+                    Some(t) => t.partitions.len() as u32,
+                    None => return Err(CommandError::UnknownPartition(topic.clone(), *from)),
+                };
+                if has != *from {
+                    return Err(CommandError::PartitionCount {
+                        topic: topic.clone(),
+                        has,
+                        expected: *from,
+                    });
+                }
+                if assignment.is_empty() {
+                    return Err(CommandError::InvalidAssignment("no partitions to add".into()));
+                }
+                for (i, replicas) in assignment.iter().enumerate() {
+                    self.check_replicas(replicas).map_err(|e| {
+                        CommandError::InvalidAssignment(format!("partition {}: {e}", *from as usize + i))
+                    })?;
+                }
+                let added = self.new_partitions(assignment);
+                if let Some(t) = self.topics.get_mut(topic) {
+                    t.partitions.extend(added);
+                }
                 Ok(Applied::Done)
             }
             Command::DeleteTopic { name } => self
@@ -395,6 +425,22 @@ impl ClusterState {
 
     /// A replica list must be non-empty, name each broker once, and only
     /// registered brokers.
+    /// New partitions on `assignment`, each led by its first live replica.
+    fn new_partitions(&self, assignment: &[Vec<NodeId>]) -> Vec<PartitionState> {
+        let live = self.live();
+        assignment
+            .iter()
+            .map(|replicas| {
+                let mut p = PartitionControl::new(replicas.clone());
+                // A replica that is down now cannot lead.
+                if p.leader.is_some_and(|l| !live.contains(&l)) {
+                    p.leader = p.replicas.iter().copied().find(|r| live.contains(r));
+                }
+                PartitionState::from(&p)
+            })
+            .collect()
+    }
+
     fn check_replicas(&self, replicas: &[NodeId]) -> Result<(), CommandError> {
         let mut distinct = replicas.to_vec();
         distinct.sort_unstable();

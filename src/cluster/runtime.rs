@@ -942,6 +942,7 @@ impl ProposeError {
                 ErrorCode::InvalidReplicaAssignment
             }
             ProposeError::Refused(CommandError::AlterIsr(_)) => ErrorCode::InvalidRequest,
+            ProposeError::Refused(CommandError::PartitionCount { .. }) => ErrorCode::InvalidPartitions,
             ProposeError::Refused(CommandError::ProducerIdsExhausted | CommandError::ClusterNamed(_)) => {
                 ErrorCode::Unknown
             }

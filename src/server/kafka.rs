@@ -46,6 +46,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         host: cfg.kafka_advertised.0.clone(),
         port: cfg.kafka_advertised.1,
         topic_defaults: cfg.topic_defaults.clone(),
+        cluster: shard.cluster_view(),
     });
     let mut frames = FrameReader::new(rd, cfg.inflight_bytes_max_per_connection);
     let max = cfg.frame_bytes_max;

@@ -302,3 +302,61 @@ fn a_reassignment_completes_when_the_new_replicas_are_in_sync() {
         assert_eq!(s, before);
     }
 }
+
+#[test]
+fn partitions_are_added_once_continuing_the_placement() {
+    let mut s = cluster(3);
+    create(&mut s, "t", 2, 2);
+    s.apply(&Command::FenceBroker { id: 3 }).expect("fences");
+    let brokers: Vec<NodeId> = s.brokers.keys().copied().collect();
+    let assignment = placement::assign(&brokers, 2, 2, 2, 0).expect("fits");
+    let add = Command::AddPartitions {
+        topic: "t".into(),
+        from: 2,
+        assignment: assignment.clone(),
+    };
+    s.apply(&add).expect("adds");
+    let t = &s.topics["t"];
+    assert_eq!(t.partitions.len(), 4);
+    for (i, p) in t.partitions[2..].iter().enumerate() {
+        assert_eq!(p.replicas, assignment[i]);
+        // Led by the first replica that is live.
+        assert_eq!(p.leader, p.replicas.iter().copied().find(|&r| r != 3));
+    }
+    // Applied twice (a retried proposal): the second changes nothing.
+    let before = s.clone();
+    assert_eq!(
+        s.apply(&add),
+        Err(CommandError::PartitionCount {
+            topic: "t".into(),
+            has: 4,
+            expected: 2
+        })
+    );
+    assert_eq!(s, before);
+    for bad in [
+        Command::AddPartitions {
+            topic: "nope".into(),
+            from: 0,
+            assignment: vec![vec![1]],
+        },
+        Command::AddPartitions {
+            topic: "t".into(),
+            from: 4,
+            assignment: vec![],
+        },
+        Command::AddPartitions {
+            topic: "t".into(),
+            from: 4,
+            assignment: vec![vec![1, 1]],
+        },
+        Command::AddPartitions {
+            topic: "t".into(),
+            from: 4,
+            assignment: vec![vec![9]],
+        },
+    ] {
+        assert!(s.apply(&bad).is_err(), "{bad:?}");
+        assert_eq!(s, before, "{bad:?} changed the state");
+    }
+}

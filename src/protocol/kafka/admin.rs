@@ -283,23 +283,43 @@ fn flush_name(f: FlushConfig) -> String {
 
 /// The cluster id of this single node: stable for a node id.
 pub(super) fn cluster_id(node: &Advertised) -> String {
-    format!("sluice-{}", node.node_id)
+    match node.cluster.as_ref().and_then(|v| v.cluster_id()) {
+        Some(id) => id.to_string(),
+        None => format!("sluice-{}", node.node_id),
+    }
 }
 
-/// Answers DescribeCluster: this node is the cluster, its only broker and
-/// its controller.
+/// Answers DescribeCluster: a single node is the cluster, its only broker
+/// and its controller; in cluster mode, every live broker. Any node takes
+/// admin requests (it forwards them to the controller quorum), so each
+/// names itself as the controller, as KRaft brokers do.
 pub(super) fn describe_cluster(header: &Header, node: &Advertised, body: &mut Bytes) -> Result<Bytes, String> {
     let v = header.version;
     DescribeClusterRequest::decode(body, v).map_err(|e| e.to_string())?;
     let me = BrokerId(node.node_id);
-    let broker = DescribeClusterBroker::default()
-        .with_broker_id(me)
-        .with_host(text(node.host.clone()))
-        .with_port(i32::from(node.port));
+    let broker = |id: i32, host: String, port: u16| {
+        DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(id))
+            .with_host(text(host))
+            .with_port(i32::from(port))
+    };
+    let brokers = match &node.cluster {
+        Some(view) => view
+            .snapshot()
+            .brokers
+            .iter()
+            .filter(|(_, b)| !b.fenced)
+            .filter_map(|(&id, b)| {
+                let (host, port) = crate::config::parse_host_port(&b.endpoints.kafka).ok()?;
+                Some(broker(id as i32, host, port))
+            })
+            .collect(),
+        None => vec![broker(node.node_id, node.host.clone(), node.port)],
+    };
     let resp = DescribeClusterResponse::default()
         .with_cluster_id(text(cluster_id(node)))
         .with_controller_id(me)
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         // Kafka's "not asked for": authorized operations are not computed.
         .with_cluster_authorized_operations(i32::MIN);
     frame(header.correlation_id, header.api_key, v, &resp)

@@ -56,12 +56,14 @@ pub enum KafkaError {
 /// This node as Kafka clients see it: where they reach it (sent in
 /// Metadata, FindCoordinator and DescribeCluster) and its topic defaults
 /// (the effective config of a topic without overrides, in DescribeConfigs).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Advertised {
     pub node_id: i32,
     pub host: String,
     pub port: u16,
     pub topic_defaults: api::TopicConfig,
+    /// Cluster mode: the applied metadata (the cluster's id and brokers).
+    pub cluster: Option<std::sync::Arc<crate::cluster::view::ClusterView>>,
 }
 
 /// The parts of a request header the answer needs.

@@ -15,6 +15,7 @@ fn node() -> Advertised {
         host: "127.0.0.1".into(),
         port: 9092,
         topic_defaults: crate::api::TopicConfig::default(),
+        cluster: None,
     }
 }
 
