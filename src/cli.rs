@@ -77,8 +77,18 @@ pub enum PartitionCommand {
         #[arg(long)]
         partition: u32,
         /// The new replicas, preferred leader first: broker ids, comma-separated.
-        #[arg(long, value_name = "ID,ID,...", value_delimiter = ',', required = true)]
+        #[arg(
+            long,
+            value_name = "ID,ID,...",
+            value_delimiter = ',',
+            required_unless_present = "cancel",
+            conflicts_with = "cancel"
+        )]
         replicas: Vec<u32>,
+        /// Cancel the reassignment in progress instead: back to the
+        /// replicas from before it (the ones it added leave).
+        #[arg(long)]
+        cancel: bool,
     },
 }
 
@@ -941,12 +951,17 @@ fn partition(cmd: PartitionCommand) -> Result<(), Failure> {
         topic,
         partition,
         replicas,
+        cancel,
     } = cmd;
-    let replicas: Vec<String> = replicas.iter().map(u32::to_string).collect();
-    let request = format!(
-        "POST /cluster/reassign?topic={topic}&partition={partition}&replicas={}",
-        replicas.join(",")
-    );
+    let request = if cancel {
+        format!("POST /cluster/reassign?topic={topic}&partition={partition}&cancel=true")
+    } else {
+        let replicas: Vec<String> = replicas.iter().map(u32::to_string).collect();
+        format!(
+            "POST /cluster/reassign?topic={topic}&partition={partition}&replicas={}",
+            replicas.join(",")
+        )
+    };
     admin_http(&metrics_addr, &request)
 }
 

@@ -7,7 +7,9 @@
 //! Then Kafka's AlterPartitionReassignments moves it back onto the node
 //! that left while that node is down: ListPartitionReassignments shows it
 //! in progress (adding that node, removing the other), and it completes
-//! once the node returns; the two replicas hold the same batches.
+//! once the node returns; the two replicas hold the same batches. Before
+//! that, the move is cancelled once (`sluice partition reassign --cancel`)
+//! and goes back to the replicas from before it.
 
 mod common;
 
@@ -49,6 +51,19 @@ fn reassign(metrics_addr: std::net::SocketAddr, replicas: &str) -> std::process:
         .args(["--metrics-addr", &metrics_addr.to_string()])
         .output()
         .expect("sluice partition reassign runs")
+}
+
+/// Waits until the nodes in `up` agree that partition 0's replicas are
+/// `replicas`, both in sync.
+fn until_settled_on(nodes: &[common::Broker], up: &[usize], what: &str, replicas: &[u32]) {
+    until_agreed(
+        nodes,
+        up,
+        what,
+        WAIT,
+        |b| b.cluster_partitions(TOPIC),
+        |p| p[&0].2 == replicas && p[&0].3.len() == replicas.len(),
+    );
 }
 
 #[test]
@@ -149,25 +164,58 @@ fn a_partition_moves_to_another_broker_with_nothing_lost() {
             .collect()
     };
     let (l, st, jo) = (leader as i32, stays as i32, joins as i32);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let now = listed(&mut s);
-        if now == vec![(vec![l, st, jo], vec![l], vec![jo])] {
-            break;
+    let until_listed = |s: &mut std::net::TcpStream| {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let now = listed(s);
+            if now == vec![(vec![l, st, jo], vec![l], vec![jo])] {
+                break;
+            }
+            assert!(Instant::now() < deadline, "listed in progress: {now:?}");
+            std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(Instant::now() < deadline, "listed in progress: {now:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    };
+    until_listed(&mut s);
+
+    // Cancelled with `sluice partition reassign --cancel`: back to the
+    // replicas from before, in their order, and nothing in progress.
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "partition",
+            "reassign",
+            "--topic",
+            TOPIC,
+            "--partition",
+            "0",
+            "--cancel",
+        ])
+        .args(["--metrics-addr", &nodes[stays as usize - 1].metrics_addr().to_string()])
+        .output()
+        .expect("sluice partition reassign --cancel runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let live: Vec<usize> = (0..3).filter(|&i| i != back).collect();
+    until_settled_on(&nodes, &live, "cancelled", &[joins, stays]);
+    assert!(listed(&mut s).is_empty(), "nothing in progress once cancelled");
+    // Kafka's cancel (no replicas) with nothing in progress.
+    let cancel = AlterPartitionReassignmentsRequest::default().with_topics(vec![ReassignableTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+        .with_partitions(vec![ReassignablePartition::default()
+            .with_partition_index(0)
+            .with_replicas(None)])]);
+    let resp: AlterPartitionReassignmentsResponse =
+        kafka_wire::call(&mut s, ApiKey::AlterPartitionReassignments, 0, &cancel);
+    assert_eq!(
+        resp.responses[0].partitions[0].error_code, 85,
+        "NO_REASSIGNMENT_IN_PROGRESS"
+    );
+    // The same move again, to completion this time.
+    let resp: AlterPartitionReassignmentsResponse =
+        kafka_wire::call(&mut s, ApiKey::AlterPartitionReassignments, 0, &req);
+    assert_eq!(resp.responses[0].partitions[0].error_code, 0);
+    until_listed(&mut s);
     nodes[back].restart();
     let up: Vec<usize> = (0..3).collect();
-    until_agreed(
-        &nodes,
-        &up,
-        "moved back",
-        WAIT,
-        |b| b.cluster_partitions(TOPIC),
-        |p| p[&0].2 == vec![leader, stays] && p[&0].3.len() == 2,
-    );
+    until_settled_on(&nodes, &up, "moved back", &[leader, stays]);
     assert!(listed(&mut s).is_empty(), "nothing in progress once done");
 
     for n in &mut nodes {

@@ -839,14 +839,16 @@ impl Shard {
                 let mut results = Vec::with_capacity(moves.len());
                 for (topic, partition, replicas) in moves {
                     let (error, message) = match replicas {
-                        None => match view.snapshot().partition(&topic, partition) {
-                            Some(p) if p.target.is_some() => (
-                                ErrorCode::InvalidRequest,
-                                "cancelling a reassignment is not supported; reassign to the replicas wanted".into(),
-                            ),
-                            Some(_) => (ErrorCode::NoReassignmentInProgress, String::new()),
-                            None => (ErrorCode::UnknownTopicOrPartition, String::new()),
-                        },
+                        None => {
+                            let cmd = Command::CancelReassignment {
+                                topic: topic.clone(),
+                                partition,
+                            };
+                            match self.propose(cmd).await {
+                                Ok(_) => (ErrorCode::None, String::new()),
+                                Err(e) => (e.code(), e.to_string()),
+                            }
+                        }
                         Some(replicas) => {
                             let cmd = Command::ReassignPartition {
                                 topic: topic.clone(),

@@ -57,6 +57,10 @@ pub struct PartitionState {
     /// Of those, the replicas the reassignment adds (not replicas before).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adding: Vec<NodeId>,
+    /// The replicas before the reassignment, in their order: what a
+    /// cancellation goes back to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub before: Vec<NodeId>,
 }
 
 impl From<&PartitionControl> for PartitionState {
@@ -69,6 +73,7 @@ impl From<&PartitionControl> for PartitionState {
             isr: p.isr.clone(),
             target: None,
             adding: Vec::new(),
+            before: Vec::new(),
         }
     }
 }
@@ -76,10 +81,15 @@ impl From<&PartitionControl> for PartitionState {
 impl PartitionState {
     /// Takes the controller's decision, keeping a reassignment in progress.
     fn set(&mut self, c: &PartitionControl) {
-        let (target, adding) = (self.target.take(), std::mem::take(&mut self.adding));
+        let (target, adding, before) = (
+            self.target.take(),
+            std::mem::take(&mut self.adding),
+            std::mem::take(&mut self.before),
+        );
         *self = PartitionState {
             target,
             adding,
+            before,
             ..c.into()
         };
     }
@@ -96,6 +106,7 @@ impl PartitionState {
         }
         self.target = None;
         self.adding.clear();
+        self.before.clear();
         self.set(&control);
         true
     }
@@ -191,6 +202,12 @@ pub enum Command {
         partition: u32,
         replicas: Vec<NodeId>,
     },
+    /// Abandon the reassignment in progress: back to the replicas from
+    /// before it.
+    CancelReassignment {
+        topic: String,
+        partition: u32,
+    },
     /// Move leadership back to the preferred replica if it is in sync.
     ElectPreferred {
         topic: String,
@@ -218,6 +235,10 @@ pub enum CommandError {
     AlterIsr(#[from] AlterIsrError),
     #[error("producer ids are exhausted")]
     ProducerIdsExhausted,
+    #[error("no reassignment of {0}-{1} is in progress")]
+    NoReassignment(String, u32),
+    #[error("{0}-{1}: none of the replicas from before the reassignment is in sync; cancelling would leave it without a leader")]
+    CancelUnsafe(String, u32),
     #[error("topic {topic} has {has} partitions, not {expected}")]
     PartitionCount { topic: String, has: u32, expected: u32 },
     #[error("the cluster is already named {0}")]
@@ -384,9 +405,14 @@ impl ClusterState {
                 // A new target replaces one in progress: the replicas it
                 // had added stay until this one completes.
                 let mut control = state.control();
+                let before = match state.target {
+                    Some(_) => state.before.clone(),
+                    None => state.replicas.clone(),
+                };
                 if !control.begin_reassignment(replicas) && state.target.is_none() {
                     return Ok(Applied::Done);
                 }
+                state.before = before;
                 let adding: Vec<NodeId> = replicas
                     .iter()
                     .copied()
@@ -396,6 +422,33 @@ impl ClusterState {
                 state.target = Some(replicas.clone());
                 state.adding = adding;
                 state.settle_reassignment(&|r| live.contains(&r));
+                Ok(Applied::Partitions(vec![(topic.clone(), *partition)]))
+            }
+            Command::CancelReassignment { topic, partition } => {
+                let live = self.live();
+                let state = self.partition_mut(topic, *partition)?;
+                if state.target.is_none() {
+                    return Err(CommandError::NoReassignment(topic.clone(), *partition));
+                }
+                let original: Vec<NodeId> = if state.before.is_empty() {
+                    // Recorded by a version that did not keep the order.
+                    state
+                        .replicas
+                        .iter()
+                        .copied()
+                        .filter(|r| !state.adding.contains(r))
+                        .collect()
+                } else {
+                    state.before.clone()
+                };
+                let mut control = state.control();
+                if !control.cancel_reassignment(&original, &|r| live.contains(&r)) {
+                    return Err(CommandError::CancelUnsafe(topic.clone(), *partition));
+                }
+                state.set(&control);
+                state.target = None;
+                state.adding.clear();
+                state.before.clear();
                 Ok(Applied::Partitions(vec![(topic.clone(), *partition)]))
             }
             Command::ElectPreferred { topic, partition } => {

@@ -906,10 +906,10 @@ fn parse_proposed(mut b: Bytes) -> Result<(u64, Answer), String> {
 }
 
 /// The reassignment an admin request asks for:
-/// `topic=T&partition=P&replicas=1,2,3` (the query of
-/// `POST /cluster/reassign`).
+/// `topic=T&partition=P&replicas=1,2,3`, or `topic=T&partition=P&cancel=true`
+/// (the query of `POST /cluster/reassign`).
 pub fn parse_reassign(query: &str) -> Result<Command, String> {
-    let (mut topic, mut partition, mut replicas) = (None, None, None);
+    let (mut topic, mut partition, mut replicas, mut cancel) = (None, None, None, false);
     for pair in query.split('&') {
         let (k, v) = pair
             .split_once('=')
@@ -921,14 +921,22 @@ pub fn parse_reassign(query: &str) -> Result<Command, String> {
                 let ids: Result<Vec<u32>, _> = v.split(',').map(str::parse).collect();
                 replicas = Some(ids.map_err(|_| format!("bad replicas {v:?}"))?);
             }
+            "cancel" => cancel = v == "true",
             _ => return Err(format!("unknown parameter {k:?}")),
         }
     }
-    Ok(Command::ReassignPartition {
-        topic: topic.ok_or("topic= is missing")?,
-        partition: partition.ok_or("partition= is missing")?,
-        replicas: replicas.ok_or("replicas= is missing")?,
-    })
+    let topic = topic.ok_or("topic= is missing")?;
+    let partition = partition.ok_or("partition= is missing")?;
+    match (replicas, cancel) {
+        (Some(replicas), false) => Ok(Command::ReassignPartition {
+            topic,
+            partition,
+            replicas,
+        }),
+        (None, true) => Ok(Command::CancelReassignment { topic, partition }),
+        (Some(_), true) => Err("replicas= and cancel=true exclude each other".into()),
+        (None, false) => Err("replicas= is missing".into()),
+    }
 }
 
 impl ProposeError {
@@ -943,6 +951,8 @@ impl ProposeError {
             }
             ProposeError::Refused(CommandError::AlterIsr(_)) => ErrorCode::InvalidRequest,
             ProposeError::Refused(CommandError::PartitionCount { .. }) => ErrorCode::InvalidPartitions,
+            ProposeError::Refused(CommandError::NoReassignment(..)) => ErrorCode::NoReassignmentInProgress,
+            ProposeError::Refused(CommandError::CancelUnsafe(..)) => ErrorCode::InvalidReplicaAssignment,
             ProposeError::Refused(CommandError::ProducerIdsExhausted | CommandError::ClusterNamed(_)) => {
                 ErrorCode::Unknown
             }
@@ -1431,9 +1441,18 @@ mod tests {
                 replicas: vec![4, 2, 3],
             })
         );
+        assert_eq!(
+            parse_reassign("topic=t&partition=0&cancel=true"),
+            Ok(Command::CancelReassignment {
+                topic: "t".into(),
+                partition: 0
+            })
+        );
         for bad in [
             "",
             "topic=t",
+            "topic=t&partition=0&replicas=1&cancel=true",
+            "topic=t&partition=0",
             "topic=t&partition=x&replicas=1",
             "topic=t&partition=0&replicas=1,,2",
             "what=1",

@@ -410,8 +410,12 @@ async fn metrics_loop(
                     (None, _) => ("404 Not Found", "not in cluster mode\n".to_string()),
                     (Some(_), Err(e)) => ("400 Bad Request", format!("{e}\n")),
                     (Some(_), Ok(cmd)) => {
+                        let done = match cmd {
+                            crate::cluster::metadata::Command::CancelReassignment { .. } => "reassignment cancelled\n",
+                            _ => "reassignment started\n",
+                        };
                         match shard.propose(cmd).await {
-                            Ok(_) => ("200 OK", "reassignment started\n".to_string()),
+                            Ok(_) => ("200 OK", done.to_string()),
                             Err(e) => ("409 Conflict", format!("{e}\n")),
                         }
                     }

@@ -360,3 +360,63 @@ fn partitions_are_added_once_continuing_the_placement() {
         assert_eq!(s, before, "{bad:?} changed the state");
     }
 }
+
+#[test]
+fn a_cancelled_reassignment_goes_back_to_the_replicas_before_it() {
+    let mut s = cluster(5);
+    create(&mut s, "t", 1, 3);
+    let cancel = Command::CancelReassignment {
+        topic: "t".into(),
+        partition: 0,
+    };
+    assert_eq!(s.apply(&cancel), Err(CommandError::NoReassignment("t".into(), 0)));
+    let before = s.topics["t"].partitions[0].clone();
+    assert_eq!(before.replicas, vec![1, 2, 3]);
+    // Onto 4, 5, 3; then the leader fails and 4 (in sync by now) leads.
+    s.apply(&Command::ReassignPartition {
+        topic: "t".into(),
+        partition: 0,
+        replicas: vec![4, 5, 3],
+    })
+    .expect("starts");
+    let moving = s.topics["t"].partitions[0].clone();
+    s.apply(&Command::AlterPartition {
+        topic: "t".into(),
+        partition: 0,
+        leader: 1,
+        leader_epoch: moving.leader_epoch,
+        partition_epoch: moving.partition_epoch,
+        isr: vec![1, 2, 3, 4],
+    })
+    .expect("4 in sync");
+    s.apply(&Command::FenceBroker { id: 1 }).expect("fences");
+    s.apply(&Command::FenceBroker { id: 2 }).expect("fences");
+    s.apply(&Command::FenceBroker { id: 3 }).expect("fences");
+    assert_eq!(s.topics["t"].partitions[0].leader, Some(4));
+    // No original replica in sync: cancelling would leave no leader.
+    let stuck = s.clone();
+    assert_eq!(s.apply(&cancel), Err(CommandError::CancelUnsafe("t".into(), 0)));
+    assert_eq!(s, stuck);
+    // 3 comes back and rejoins the ISR: cancelling now returns to 1, 2, 3
+    // with 3 leading at a new epoch; 4 and 5 leave.
+    s.apply(&Command::UnfenceBroker { id: 3 }).expect("unfences");
+    let p = s.topics["t"].partitions[0].clone();
+    s.apply(&Command::AlterPartition {
+        topic: "t".into(),
+        partition: 0,
+        leader: 4,
+        leader_epoch: p.leader_epoch,
+        partition_epoch: p.partition_epoch,
+        isr: vec![3, 4],
+    })
+    .expect("3 back in sync");
+    let epoch = s.topics["t"].partitions[0].leader_epoch;
+    assert_eq!(s.apply(&cancel), Ok(Applied::Partitions(vec![("t".into(), 0)])));
+    let back = s.topics["t"].partitions[0].clone();
+    assert_eq!(
+        (back.replicas, back.isr, back.target, back.adding),
+        (vec![1, 2, 3], vec![3], None, vec![])
+    );
+    assert_eq!(back.leader, Some(3));
+    assert!(back.leader_epoch > epoch);
+}

@@ -133,6 +133,24 @@ impl PartitionControl {
         if !target.iter().all(|r| self.isr.contains(r)) {
             return false;
         }
+        self.settle_on(target, alive);
+        true
+    }
+
+    /// Cancels a reassignment (Kafka's AlterPartitionReassignments with no
+    /// replicas): back to the `original` replicas, the added ones leave
+    /// the ISR, and if the leader was one of them, an in-sync original
+    /// replica takes over. False (nothing changed) if no original replica
+    /// is in sync: that would leave the partition without a leader.
+    pub fn cancel_reassignment(&mut self, original: &[NodeId], alive: &dyn Fn(NodeId) -> bool) -> bool {
+        if !original.iter().any(|r| self.isr.contains(r)) {
+            return false;
+        }
+        self.settle_on(original, alive);
+        true
+    }
+
+    fn settle_on(&mut self, target: &[NodeId], alive: &dyn Fn(NodeId) -> bool) {
         self.replicas = target.to_vec();
         self.isr.retain(|r| target.contains(r));
         if self.leader.is_some_and(|l| !target.contains(&l)) {
@@ -141,7 +159,6 @@ impl PartitionControl {
         } else {
             self.partition_epoch += 1;
         }
-        true
     }
 
     /// Kafka's AlterPartition from the leader: compare-and-set on the
