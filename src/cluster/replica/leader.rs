@@ -249,14 +249,21 @@ impl LeaderState {
         })
     }
 
-    /// The controller's answer to the pending change: the partition's
-    /// state now, whether it made the change or refused it.
+    /// The controller's answer to an ISR change: the partition's state
+    /// then, whether it made the change or refused it. Only a newer state
+    /// settles the pending change: an answer at this partition epoch may
+    /// be a late or repeated answer to an earlier request while the
+    /// controller has made the pending one, and dropping the pending
+    /// expansion then would let the high watermark pass a replica the
+    /// controller may elect (seed 9883 of the replication simulation). A
+    /// refusal at this epoch leaves the change pending, resent until the
+    /// state moves on, as the brokers do (they learn the outcome from the
+    /// applied metadata, never from an answer).
     pub fn on_alter_isr_answer(&mut self, leader_epoch: Epoch, isr: &[NodeId], partition_epoch: i32, log_end: i64) {
         if leader_epoch != self.epoch {
             // Deposed: the controller's update will make this a follower.
             return;
         }
-        self.pending = None;
         self.on_partition_update(isr, partition_epoch, log_end);
     }
 
