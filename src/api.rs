@@ -87,7 +87,9 @@ impl ErrorCode {
         self as i16
     }
 
-    /// Errors a client may retry after a short back-off.
+    /// Errors a client may retry after a short back-off. A storage error
+    /// is one (as Kafka's KAFKA_STORAGE_ERROR): in a cluster, the leader
+    /// whose disk failed hands its partitions over.
     pub fn is_retriable(self) -> bool {
         matches!(
             self,
@@ -98,6 +100,7 @@ impl ErrorCode {
                 | ErrorCode::CoordinatorLoadInProgress
                 | ErrorCode::CoordinatorNotAvailable
                 | ErrorCode::NotCoordinator
+                | ErrorCode::StorageError
         )
     }
 }

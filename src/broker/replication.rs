@@ -28,7 +28,7 @@ use crate::api::ErrorCode;
 use crate::cluster::fetch::{self, FetchPartition, FetchRequest, Fetched, FetchedPartition};
 use crate::cluster::handshake::{self, Greeting, Hello};
 use crate::cluster::metadata::{Applied, ClusterState, Command};
-use crate::cluster::replica::{AlterIsr, NodeId};
+use crate::cluster::replica::{AlterIsr, Epoch, NodeId};
 use crate::cluster::runtime::{read_frame, Answer, ProposeError};
 use crate::watermark::Watermark;
 
@@ -45,6 +45,8 @@ const ANSWER_BYTES_MAX: usize = (FETCH_BYTES_MAX as usize) + (8 << 20);
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a leader checks its followers' lag.
 const LEADER_TICK: Duration = Duration::from_millis(250);
+/// A leader whose log failed asks to hand over again after this.
+const RESIGN_AGAIN_AFTER: Duration = Duration::from_secs(2);
 /// How long a proposal may wait for the controller.
 const PROPOSE_WAIT: Duration = Duration::from_secs(10);
 /// The pause before a proposal lost to a change of controller is sent again.
@@ -259,6 +261,7 @@ impl Shard {
     /// A leader's timed duties while its leadership lasts.
     async fn leader_duties(self: Rc<Self>, part: Rc<Partition>, generation: u64) {
         let lag_max_ms = self.config.replica_lag_time_max_ms as i64;
+        let mut resigned_at: Option<Instant> = None;
         loop {
             glommio::timer::sleep(LEADER_TICK).await;
             match part.leader_tick(generation, lag_max_ms) {
@@ -266,7 +269,42 @@ impl Shard {
                 Some(None) => {}
                 Some(Some(alter)) => self.send_alter(&part.topic, part.index, alter),
             }
+            // A leader whose log failed cannot take writes: it hands over
+            // to another in-sync replica (asked again until the role ends).
+            if let Some((epoch, why)) = part.failed_leadership(generation) {
+                if resigned_at.is_none_or(|t| t.elapsed() >= RESIGN_AGAIN_AFTER) {
+                    resigned_at = Some(Instant::now());
+                    self.resign(&part.topic, part.index, epoch, &why);
+                }
+            }
         }
+    }
+
+    /// Proposes that another in-sync replica lead the partition instead of
+    /// this node, whose log for it failed.
+    fn resign(self: &Rc<Self>, topic: &str, partition: u32, leader_epoch: Epoch, why: &str) {
+        let Some(me) = self.me() else {
+            return;
+        };
+        tracing::warn!(
+            topic,
+            partition,
+            reason = why,
+            "the log failed; handing the leadership over"
+        );
+        let cmd = Command::ResignLeader {
+            topic: topic.to_string(),
+            partition,
+            leader: me,
+            leader_epoch,
+        };
+        let shard = self.clone();
+        glommio::spawn_local(async move {
+            if let Err(e) = shard.propose(cmd).await {
+                tracing::warn!(error = %e, "the leadership was not handed over");
+            }
+        })
+        .detach();
     }
 
     /// Sends an ISR change to the controller; the answer comes back as a

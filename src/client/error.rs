@@ -111,7 +111,7 @@ impl ClientError {
 pub(crate) fn needs_metadata_refresh(code: ErrorCode) -> bool {
     matches!(
         code,
-        ErrorCode::UnknownTopicOrPartition | ErrorCode::NotLeaderOrFollower
+        ErrorCode::UnknownTopicOrPartition | ErrorCode::NotLeaderOrFollower | ErrorCode::StorageError
     )
 }
 

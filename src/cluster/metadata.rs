@@ -202,6 +202,14 @@ pub enum Command {
         partition: u32,
         replicas: Vec<NodeId>,
     },
+    /// The leader of `leader_epoch` cannot write (its log failed): the
+    /// next live ISR member takes over.
+    ResignLeader {
+        topic: String,
+        partition: u32,
+        leader: NodeId,
+        leader_epoch: Epoch,
+    },
     /// Abandon the reassignment in progress: back to the replicas from
     /// before it.
     CancelReassignment {
@@ -422,6 +430,19 @@ impl ClusterState {
                 state.target = Some(replicas.clone());
                 state.adding = adding;
                 state.settle_reassignment(&|r| live.contains(&r));
+                Ok(Applied::Partitions(vec![(topic.clone(), *partition)]))
+            }
+            Command::ResignLeader {
+                topic,
+                partition,
+                leader,
+                leader_epoch,
+            } => {
+                let live = self.live();
+                let state = self.partition_mut(topic, *partition)?;
+                let mut control = state.control();
+                control.resign(*leader, *leader_epoch, &|r| live.contains(&r))?;
+                state.set(&control);
                 Ok(Applied::Partitions(vec![(topic.clone(), *partition)]))
             }
             Command::CancelReassignment { topic, partition } => {

@@ -338,6 +338,13 @@ impl Log {
         self.inner.state.borrow().cache.hit_counts()
     }
 
+    /// Why the log refuses appends, if an I/O error failed it (a full
+    /// disk, a device error); `None` while it is healthy. Closing it on
+    /// purpose is not a failure.
+    pub fn failure(&self) -> Option<String> {
+        self.inner.state.borrow().failed.clone().filter(|r| r != "closed")
+    }
+
     fn check_failed(&self) -> Result<()> {
         match &self.inner.state.borrow().failed {
             Some(reason) => Err(StorageError::Failed {

@@ -450,6 +450,17 @@ impl Partition {
         }
     }
 
+    /// The epoch of this leadership (of `generation`) if its log failed
+    /// (a full disk, a device error): it should hand the partition over.
+    pub fn failed_leadership(&self, generation: u64) -> Option<(Epoch, String)> {
+        let r = self.cluster.as_ref()?;
+        if r.generation() != generation {
+            return None;
+        }
+        let why = self.log.failure()?;
+        Some((r.leader_epoch()?, why))
+    }
+
     /// Leader duties on a timer: the ISR shrink Kafka's
     /// replica.lag.time.max.ms asks for, and resending an unanswered ISR
     /// change. `None` once the leadership of `generation` has ended.

@@ -420,3 +420,35 @@ fn a_cancelled_reassignment_goes_back_to_the_replicas_before_it() {
     assert_eq!(back.leader, Some(3));
     assert!(back.leader_epoch > epoch);
 }
+
+#[test]
+fn a_leader_whose_log_failed_hands_over_to_a_live_isr_member() {
+    let mut s = cluster(3);
+    create(&mut s, "t", 1, 3);
+    let resign = |epoch| Command::ResignLeader {
+        topic: "t".into(),
+        partition: 0,
+        leader: 1,
+        leader_epoch: epoch,
+    };
+    // A stale epoch changes nothing.
+    let before = s.clone();
+    assert!(s.apply(&resign(7)).is_err());
+    assert_eq!(s, before);
+    s.apply(&resign(0)).expect("hands over");
+    let p = s.topics["t"].partitions[0].clone();
+    assert_eq!((p.leader, p.leader_epoch), (Some(2), 1));
+    assert_eq!(p.isr, vec![2, 3]);
+    // The last live ISR member keeps the partition: nobody else has all
+    // that was acknowledged.
+    s.apply(&Command::FenceBroker { id: 3 }).expect("fences");
+    let alone = s.clone();
+    let last = Command::ResignLeader {
+        topic: "t".into(),
+        partition: 0,
+        leader: 2,
+        leader_epoch: s.topics["t"].partitions[0].leader_epoch,
+    };
+    assert!(s.apply(&last).is_err());
+    assert_eq!(s, alone);
+}

@@ -82,6 +82,29 @@ impl PartitionControl {
         true
     }
 
+    /// The leader of `leader_epoch` hands over (its log failed: a full
+    /// disk, a device error): it leaves the ISR and the first other live
+    /// ISR member leads at a new epoch. Refused, changing nothing, if the
+    /// epoch is not the current one, or if no other ISR member is live
+    /// (the partition is better kept by a leader that cannot write than
+    /// given to one that lacks acknowledged records).
+    pub fn resign(
+        &mut self,
+        leader: NodeId,
+        leader_epoch: Epoch,
+        alive: &dyn Fn(NodeId) -> bool,
+    ) -> Result<(), AlterIsrError> {
+        if self.leader != Some(leader) || self.leader_epoch != leader_epoch {
+            return Err(AlterIsrError::FencedLeaderEpoch);
+        }
+        let Some(next) = self.pick(&|r| r != leader && alive(r)) else {
+            return Err(AlterIsrError::InvalidIsr(self.isr.clone()));
+        };
+        self.isr.retain(|&r| r != leader);
+        self.set_leader(Some(next));
+        Ok(())
+    }
+
     /// `node` is alive again: an offline partition whose ISR holds it gets
     /// it as leader. True if anything changed.
     pub fn on_unfenced(&mut self, node: NodeId, alive: &dyn Fn(NodeId) -> bool) -> bool {
