@@ -123,7 +123,16 @@ struct State {
     epochs: EpochCache,
     unsynced_bytes: u64,
     last_sync: Instant,
-    failed: Option<String>,
+    /// Why appends are refused: an I/O error, or the log was closed.
+    halted: Option<Halt>,
+}
+
+/// Why a log refuses appends.
+#[derive(Debug, Clone)]
+enum Halt {
+    /// An I/O error (a full disk, a device error); reopening recovers.
+    Failed(String),
+    Closed,
 }
 
 impl State {
@@ -260,7 +269,7 @@ impl Log {
                 epochs: EpochCache::default(),
                 unsynced_bytes: 0,
                 last_sync: Instant::now(),
-                failed: None,
+                halted: None,
             }),
             dir,
             append_lock: Semaphore::new(1),
@@ -342,24 +351,29 @@ impl Log {
     /// disk, a device error); `None` while it is healthy. Closing it on
     /// purpose is not a failure.
     pub fn failure(&self) -> Option<String> {
-        self.inner.state.borrow().failed.clone().filter(|r| r != "closed")
+        match &self.inner.state.borrow().halted {
+            Some(Halt::Failed(reason)) => Some(reason.clone()),
+            _ => None,
+        }
     }
 
     fn check_failed(&self) -> Result<()> {
-        match &self.inner.state.borrow().failed {
-            Some(reason) => Err(StorageError::Failed {
-                path: self.inner.dir.clone(),
-                reason: reason.clone(),
-            }),
-            None => Ok(()),
-        }
+        let reason = match &self.inner.state.borrow().halted {
+            None => return Ok(()),
+            Some(Halt::Failed(reason)) => reason.clone(),
+            Some(Halt::Closed) => "closed".to_string(),
+        };
+        Err(StorageError::Failed {
+            path: self.inner.dir.clone(),
+            reason,
+        })
     }
 
     fn fail(&self, err: &StorageError) {
         let mut st = self.inner.state.borrow_mut();
-        if st.failed.is_none() {
+        if st.halted.is_none() {
             tracing::error!(log = %self.inner.dir.display(), error = %err, "log write failed; refusing appends until reopened");
-            st.failed = Some(err.to_string());
+            st.halted = Some(Halt::Failed(err.to_string()));
         }
     }
 
@@ -567,7 +581,7 @@ impl Log {
                 let Some(inner) = weak.upgrade() else { return };
                 let log = Log { inner };
                 let target = log.inner.end.get();
-                let closed = log.inner.state.borrow().failed.is_some();
+                let closed = log.inner.state.borrow().halted.is_some();
                 if closed || log.inner.durable.get() >= target {
                     log.inner.background_sync.set(false);
                     return;
@@ -1047,7 +1061,7 @@ impl Log {
         self.sync().await?;
         self.write_active_index().await?;
         self.write_producer_snapshot().await;
-        self.inner.state.borrow_mut().failed = Some("closed".into());
+        self.inner.state.borrow_mut().halted = Some(Halt::Closed);
         drop(_order);
         // Close the files now if this is the last handle: a dropped glommio
         // file is closed only on a later reactor cycle, which never comes if
@@ -1082,7 +1096,7 @@ async fn interval_syncer(log: Weak<Inner>, every: std::time::Duration) {
         let log = Log { inner };
         let due = {
             let st = log.inner.state.borrow();
-            st.failed.is_none() && st.unsynced_bytes > 0 && st.last_sync.elapsed() >= every
+            st.halted.is_none() && st.unsynced_bytes > 0 && st.last_sync.elapsed() >= every
         };
         if due {
             if let Err(e) = log.sync().await {
