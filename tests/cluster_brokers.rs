@@ -48,19 +48,17 @@ fn identity(b: &Broker) -> (String, String) {
     (id, role)
 }
 
+/// The cluster id the nodes in `up` agree on, once there is one.
+fn cluster_id(nodes: &[Broker], up: &[usize], what: &str) -> String {
+    until_agreed(nodes, up, what, WAIT, |b| identity(b).0, |id| id.len() == 36)
+}
+
 #[test]
 fn a_broker_that_is_not_a_voter_joins_leads_and_fails_over() {
     let ClusterNodes { mut nodes, .. } = start_cluster_with(3, 1, 1, CLUSTER_FLAGS);
     until_all_live(&nodes, WAIT);
     let all: Vec<usize> = (0..4).collect();
-    let id = until_agreed(
-        &nodes,
-        &all,
-        "one cluster id",
-        WAIT,
-        |b| identity(b).0,
-        |id| id.len() == 36,
-    );
+    let id = cluster_id(&nodes, &all, "one cluster id");
     let roles: Vec<String> = nodes.iter().map(|b| identity(b).1).collect();
     assert_eq!(roles, ["voter", "voter", "voter", "broker"]);
     // Recorded in the broker's data directory (the body is TOML text).
@@ -173,28 +171,14 @@ fn a_node_of_another_cluster_is_refused_and_stops() {
     } = start_cluster_with(1, 1, 1, CLUSTER_FLAGS);
     until_all_live(&nodes, WAIT);
     let all = [0, 1];
-    let old = until_agreed(
-        &nodes,
-        &all,
-        "cluster A's id",
-        WAIT,
-        |b| identity(b).0,
-        |id| id.len() == 36,
-    );
+    let old = cluster_id(&nodes, &all, "cluster A's id");
     assert_eq!(nodes[1].stop(), 0, "clean stop");
     assert_eq!(nodes[0].stop(), 0, "clean stop");
 
     // The cluster is made again at the same addresses, from an empty
     // data directory: a new id.
     let fresh = start_node(1, cluster_ports[0], &voters, 1, CLUSTER_FLAGS);
-    let new = until_agreed(
-        std::slice::from_ref(&fresh),
-        &[0],
-        "the new cluster's id",
-        WAIT,
-        |b| identity(b).0,
-        |id| id.len() == 36,
-    );
+    let new = cluster_id(std::slice::from_ref(&fresh), &[0], "the new cluster's id");
     assert_ne!(new, old);
 
     // Node 2 comes back on its old data directory: the voter refuses it,

@@ -34,20 +34,12 @@ fn produce(bootstrap: &str, from: usize, to: usize) {
     common::produce_lines(bootstrap, TOPIC, (from..to).map(|i| format!("m{i}")), WAIT);
 }
 
-/// `sluice partition reassign` of partition 0 onto `replicas`, through
-/// the node at `metrics_addr`.
-fn reassign(metrics_addr: std::net::SocketAddr, replicas: &str) -> std::process::Output {
+/// `sluice partition reassign` of partition 0 with `what` (`--replicas
+/// 1,2` or `--cancel`), through the node at `metrics_addr`.
+fn reassign(metrics_addr: std::net::SocketAddr, what: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args([
-            "partition",
-            "reassign",
-            "--topic",
-            TOPIC,
-            "--partition",
-            "0",
-            "--replicas",
-            replicas,
-        ])
+        .args(["partition", "reassign", "--topic", TOPIC, "--partition", "0"])
+        .args(what)
         .args(["--metrics-addr", &metrics_addr.to_string()])
         .output()
         .expect("sluice partition reassign runs")
@@ -80,7 +72,7 @@ fn a_partition_moves_to_another_broker_with_nothing_lost() {
     produce(&bootstrap, 0, 2000);
 
     // Move off the leader onto the third broker, while producing.
-    let out = reassign(nodes[2].metrics_addr(), &format!("{joins},{stays}"));
+    let out = reassign(nodes[2].metrics_addr(), &["--replicas", &format!("{joins},{stays}")]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     produce(&bootstrap, 2000, 4000);
     let all = [0, 1, 2];
@@ -126,7 +118,7 @@ fn a_partition_moves_to_another_broker_with_nothing_lost() {
         &missing[..missing.len().min(5)]
     );
     // A bad target is refused with a clear message.
-    let out = reassign(nodes[0].metrics_addr(), "1,1");
+    let out = reassign(nodes[0].metrics_addr(), &["--replicas", "1,1"]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("repeats a broker"),
@@ -179,19 +171,7 @@ fn a_partition_moves_to_another_broker_with_nothing_lost() {
 
     // Cancelled with `sluice partition reassign --cancel`: back to the
     // replicas from before, in their order, and nothing in progress.
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args([
-            "partition",
-            "reassign",
-            "--topic",
-            TOPIC,
-            "--partition",
-            "0",
-            "--cancel",
-        ])
-        .args(["--metrics-addr", &nodes[stays as usize - 1].metrics_addr().to_string()])
-        .output()
-        .expect("sluice partition reassign --cancel runs");
+    let out = reassign(nodes[stays as usize - 1].metrics_addr(), &["--cancel"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let live: Vec<usize> = (0..3).filter(|&i| i != back).collect();
     until_settled_on(&nodes, &live, "cancelled", &[joins, stays]);

@@ -13,21 +13,20 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
-use std::net::ToSocketAddrs;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::AsyncWriteExt;
-use glommio::net::TcpStream;
 
 use super::metadata::TopicMeta;
 use super::partition::{Partition, RoleChange, RoleUpdate};
 use super::shard::{first_of, ByteBudget, Shard, ShardMsg};
 use crate::api::ErrorCode;
 use crate::cluster::fetch::{self, FetchPartition, FetchRequest, Fetched, FetchedPartition};
-use crate::cluster::handshake::{self, Greeting, Hello};
-use crate::cluster::metadata::{Applied, ClusterState, Command};
+use crate::cluster::handshake::{self, Backoff, Greeting};
+use crate::cluster::metadata::{ClusterState, Command};
+use crate::cluster::placement;
 use crate::cluster::replica::{AlterIsr, Epoch, NodeId};
 use crate::cluster::runtime::{read_frame, Answer, ProposeError};
 use crate::watermark::Watermark;
@@ -444,41 +443,30 @@ impl Shard {
     /// One fetcher: keeps a connection to the leader and fetches for all
     /// its partitions, until none follows that leader any more.
     async fn fetcher_loop(self: Rc<Self>, leader: NodeId, fetcher: Rc<Fetcher>) {
-        let Some(me) = self.me() else {
+        let Some(view) = self.view.clone() else {
             return;
         };
-        let mut pause = Duration::from_millis(50);
+        let mut backoff = Backoff::new();
         loop {
             if self.next_fetch(leader, &fetcher).is_none() {
                 return;
             }
             let addr = fetcher.addr.borrow().clone();
-            let Some(mut stream) = connect(&addr).await else {
-                glommio::timer::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(1));
-                continue;
-            };
-            let hello = Hello {
-                kind: fetch::KIND_HELLO_FETCH,
-                node: me,
-                cluster_id: self.view.as_ref().and_then(|v| v.cluster_id()).map(str::to_string),
-            };
-            match handshake::greet(&mut stream, &hello).await {
-                Ok(Greeting::Welcome { .. }) => {}
-                Ok(Greeting::Refused { reason, .. }) => {
+            let mut stream = match handshake::dial(&addr, &view.hello(fetch::KIND_HELLO_FETCH)).await {
+                Ok((stream, Greeting::Welcome { .. })) => stream,
+                Ok((_, Greeting::Refused { reason, .. })) => {
                     tracing::warn!(leader, %addr, %reason, "the leader refused this fetcher");
-                    glommio::timer::sleep(Duration::from_secs(1)).await;
+                    backoff.wait(Duration::from_secs(1), Duration::from_secs(5)).await;
                     continue;
                 }
                 Err(e) => {
-                    tracing::debug!(leader, %addr, error = %e, "fetcher handshake failed");
-                    glommio::timer::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(1));
+                    tracing::debug!(leader, %addr, error = %e, "could not reach the leader");
+                    backoff.wait(Duration::ZERO, Duration::from_secs(1)).await;
                     continue;
                 }
-            }
+            };
             tracing::debug!(leader, %addr, "fetcher connected");
-            pause = Duration::from_millis(50);
+            backoff.reset();
             loop {
                 let Some((req, parts)) = self.next_fetch(leader, &fetcher) else {
                     return;
@@ -529,7 +517,7 @@ impl Shard {
                     .await;
                 }
             }
-            glommio::timer::sleep(pause).await;
+            backoff.wait(Duration::ZERO, Duration::from_secs(1)).await;
         }
     }
 
@@ -694,13 +682,13 @@ impl Shard {
         use crate::api::TopicResult;
         let mut results = Vec::with_capacity(topics.len());
         for nt in topics {
-            let fail = |error, message: String| TopicResult {
+            let result = |error, message: String| TopicResult {
                 name: nt.name.clone(),
                 error,
                 message,
             };
             if let Err((error, m)) = super::metadata::check_new_topic(&nt) {
-                results.push(fail(error, m));
+                results.push(result(error, m));
                 continue;
             }
             let state = match &self.view {
@@ -708,7 +696,7 @@ impl Shard {
                 None => return results,
             };
             if state.topics.contains_key(&nt.name) {
-                results.push(fail(
+                results.push(result(
                     ErrorCode::TopicAlreadyExists,
                     format!("topic {} already exists", nt.name),
                 ));
@@ -720,7 +708,7 @@ impl Shard {
                 None => self.config.default_replication_factor.min(live.len().max(1)),
             };
             if rf == 0 || rf > live.len() {
-                results.push(fail(
+                results.push(result(
                     ErrorCode::InvalidReplicationFactor,
                     format!(
                         "replication factor {rf} needs as many live brokers; {} are live",
@@ -734,20 +722,19 @@ impl Shard {
                 .min_insync
                 .unwrap_or(self.config.default_min_insync_replicas);
             if min_insync == 0 || usize::from(min_insync) > rf {
-                results.push(fail(
+                results.push(result(
                     ErrorCode::InvalidConfig,
                     format!("min.insync.replicas must be 1..={rf}, not {min_insync}"),
                 ));
                 continue;
             }
-            let assignment =
-                match crate::cluster::placement::assign(&live, 0, nt.partitions, rf, start_offset(&nt.name)) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        results.push(fail(ErrorCode::InvalidReplicationFactor, e.to_string()));
-                        continue;
-                    }
-                };
+            let assignment = match placement::assign(&live, 0, nt.partitions, rf, placement::start_offset(&nt.name)) {
+                Ok(a) => a,
+                Err(e) => {
+                    results.push(result(ErrorCode::InvalidReplicationFactor, e.to_string()));
+                    continue;
+                }
+            };
             let cmd = Command::CreateTopic {
                 name: nt.name.clone(),
                 min_insync_replicas: min_insync,
@@ -755,13 +742,8 @@ impl Shard {
                 config: (&nt.config).into(),
             };
             results.push(match self.propose(cmd).await {
-                Ok(Applied::Done) => TopicResult {
-                    name: nt.name.clone(),
-                    error: ErrorCode::None,
-                    message: String::new(),
-                },
-                Ok(other) => fail(ErrorCode::Unknown, format!("unexpected outcome {other:?}")),
-                Err(e) => fail(e.code(), e.to_string()),
+                Ok(_) => result(ErrorCode::None, String::new()),
+                Err(e) => result(e.code(), e.to_string()),
             });
         }
         results
@@ -817,17 +799,17 @@ impl Shard {
                 .first()
                 .map_or(1, |p| p.target.as_ref().map_or(p.replicas.len(), Vec::len));
             let live = state.live();
-            let assignment =
-                match crate::cluster::placement::assign(&live, has, np.count - has, rf, start_offset(&np.name)) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        results.push(result(
-                            ErrorCode::InvalidReplicationFactor,
-                            format!("{e} ({} live brokers)", live.len()),
-                        ));
-                        continue;
-                    }
-                };
+            let assignment = match placement::assign(&live, has, np.count - has, rf, placement::start_offset(&np.name))
+            {
+                Ok(a) => a,
+                Err(e) => {
+                    results.push(result(
+                        ErrorCode::InvalidReplicationFactor,
+                        format!("{e} ({} live brokers)", live.len()),
+                    ));
+                    continue;
+                }
+            };
             if validate_only {
                 results.push(result(ErrorCode::None, String::new()));
                 continue;
@@ -855,13 +837,6 @@ impl Shard {
     }
 }
 
-/// Kafka's random start offset of a topic's placement, from its name:
-/// deterministic, and different topics start on different brokers.
-fn start_offset(name: &str) -> u32 {
-    name.bytes()
-        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
-}
-
 impl Shard {
     /// Cluster administration from the Kafka wire: reassignments.
     pub async fn cluster_admin(self: &Rc<Self>, op: crate::api::ClusterAdmin) -> crate::api::ClusterAdminAnswer {
@@ -876,28 +851,20 @@ impl Shard {
             ClusterAdmin::Reassign(moves) => {
                 let mut results = Vec::with_capacity(moves.len());
                 for (topic, partition, replicas) in moves {
-                    let (error, message) = match replicas {
-                        None => {
-                            let cmd = Command::CancelReassignment {
-                                topic: topic.clone(),
-                                partition,
-                            };
-                            match self.propose(cmd).await {
-                                Ok(_) => (ErrorCode::None, String::new()),
-                                Err(e) => (e.code(), e.to_string()),
-                            }
-                        }
-                        Some(replicas) => {
-                            let cmd = Command::ReassignPartition {
-                                topic: topic.clone(),
-                                partition,
-                                replicas,
-                            };
-                            match self.propose(cmd).await {
-                                Ok(_) => (ErrorCode::None, String::new()),
-                                Err(e) => (e.code(), e.to_string()),
-                            }
-                        }
+                    let cmd = match replicas {
+                        None => Command::CancelReassignment {
+                            topic: topic.clone(),
+                            partition,
+                        },
+                        Some(replicas) => Command::ReassignPartition {
+                            topic: topic.clone(),
+                            partition,
+                            replicas,
+                        },
+                    };
+                    let (error, message) = match self.propose(cmd).await {
+                        Ok(_) => (ErrorCode::None, String::new()),
+                        Err(e) => (e.code(), e.to_string()),
                     };
                     results.push(PartitionResult {
                         topic,
@@ -1002,11 +969,4 @@ impl Shard {
         }
         crate::api::Response::Metadata { brokers, topics }
     }
-}
-
-async fn connect(addr: &str) -> Option<TcpStream> {
-    let sock = addr.to_socket_addrs().ok()?.next()?;
-    let stream = TcpStream::connect(sock).await.ok()?;
-    let _ = stream.set_nodelay(true);
-    Some(stream)
 }

@@ -15,6 +15,7 @@
 //! - welcome: `id_len u8 | cluster id`;
 //! - refused: `id_len u8 | cluster id | reason` (the reason is UTF-8).
 
+use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -137,9 +138,56 @@ pub fn check(ours: Option<&str>, theirs: Option<&str>) -> Result<(), String> {
     }
 }
 
-/// Opens the exchange on a fresh connection: sends the hello and waits
-/// (bounded) for the answer.
-pub async fn greet(stream: &mut TcpStream, hello: &Hello) -> Result<Greeting, String> {
+/// Connects to a peer's inter-broker listener at `addr` (HOST:PORT) and
+/// says `hello`: the connection and the peer's answer. Every outgoing
+/// inter-broker connection starts here.
+pub async fn dial(addr: &str, hello: &Hello) -> Result<(TcpStream, Greeting), String> {
+    let sock = addr
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| format!("cannot resolve {addr}"))?;
+    let mut stream = TcpStream::connect(sock).await.map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let greeting = greet(&mut stream, hello).await?;
+    Ok((stream, greeting))
+}
+
+/// The pause between attempts to reach a peer: doubling from 50 ms up
+/// to a ceiling, back to 50 ms once through.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(50);
+
+    pub fn new() -> Backoff {
+        Backoff { next: Self::FIRST }
+    }
+
+    /// Sleeps the current pause (at least `floor`), then doubles it up to
+    /// `ceiling`.
+    pub async fn wait(&mut self, floor: Duration, ceiling: Duration) {
+        glommio::timer::sleep(self.next.max(floor)).await;
+        self.next = (self.next * 2).min(ceiling);
+    }
+
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new()
+    }
+}
+
+/// Sends the hello on a fresh connection and waits (bounded) for the
+/// answer.
+async fn greet(stream: &mut TcpStream, hello: &Hello) -> Result<Greeting, String> {
     stream.write_all(&hello.encode()).await.map_err(|e| e.to_string())?;
     let answer = glommio::timer::timeout(ANSWER_TIMEOUT, async {
         Ok(super::runtime::read_frame(stream, ANSWER_BYTES_MAX).await)

@@ -16,6 +16,15 @@ pub enum PlacementError {
     ZeroReplicationFactor,
 }
 
+/// Kafka's random start offset `s` of a topic's placement, here drawn
+/// from its name: deterministic (a retried creation places the same way),
+/// and different topics start on different brokers.
+pub fn start_offset(topic: &str) -> u32 {
+    topic
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+}
+
 /// The replicas of partitions `first..first + count` (first: when adding
 /// partitions to a topic, so they continue its pattern), preferred leader
 /// first.

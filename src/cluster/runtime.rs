@@ -27,7 +27,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -41,7 +40,7 @@ use glommio::net::{TcpListener, TcpStream};
 use futures_channel::oneshot;
 
 use super::fetch;
-use super::handshake::{self, Greeting, Hello, KIND_HELLO, KIND_HELLO_META};
+use super::handshake::{self, Backoff, Greeting, Hello, KIND_HELLO, KIND_HELLO_META};
 use super::identity::{NodeRole, Voter};
 use super::metadata::{Applied, BrokerEndpoints, ClusterState, Command, CommandError};
 use super::raft::{FileStorage, QuorumConfig, QuorumNode};
@@ -147,7 +146,6 @@ struct Seen {
 /// the cluster id to say, and the voters that refused it as belonging to
 /// another cluster.
 struct LinkContext {
-    me: u32,
     view: Arc<ClusterView>,
     voters: Vec<u32>,
     /// Voter → the cluster id it said it runs, while it refuses this node.
@@ -155,14 +153,6 @@ struct LinkContext {
 }
 
 impl LinkContext {
-    fn hello(&self, kind: u8) -> Hello {
-        Hello {
-            kind,
-            node: self.me,
-            cluster_id: self.view.cluster_id().map(str::to_string),
-        }
-    }
-
     /// Notes how `peer` answered a hello.
     fn heard(&self, peer: u32, greeting: &Greeting) {
         if !self.voters.contains(&peer) {
@@ -255,7 +245,6 @@ impl Cluster {
             Member::Observer(Observed::default())
         };
         let links = Rc::new(LinkContext {
-            me: settings.node_id,
             view: view.clone(),
             voters: settings.voters.iter().map(|v| v.id).collect(),
             refusals: RefCell::new(HashMap::new()),
@@ -387,9 +376,7 @@ impl Cluster {
     }
 
     fn send(&mut self, to: u32, frame: Bytes) {
-        if !self.peers.contains_key(&to) || self.peers.get(&to).is_some_and(|(_, tx)| tx.is_full()) {
-            self.link_to_broker(to);
-        }
+        self.link_to_broker(to);
         if let Some((_, tx)) = self.peers.get(&to) {
             // A full queue means the peer is down or slow: drop, raft resends.
             let _ = tx.try_send(frame);
@@ -397,7 +384,8 @@ impl Cluster {
     }
 
     /// Opens (or, if its address changed, reopens) a connection to a
-    /// broker that is not a voter, at the address it registered.
+    /// broker that is not a voter, at the address it registered. Voters'
+    /// connections are opened at start.
     fn link_to_broker(&mut self, to: u32) {
         if self.links.voters.contains(&to) || to == self.me {
             return;
@@ -601,9 +589,15 @@ impl Cluster {
         if self.fatal.is_some() {
             return;
         }
-        let refused_by = self.links.refusals.borrow().clone();
-        if refused_by.len() > self.links.voters.len() / 2 {
-            let mut named: Vec<String> = refused_by.into_iter().map(|(v, id)| format!("{v} ({id})")).collect();
+        let refused_by = self.links.refusals.borrow().len();
+        if refused_by > self.links.voters.len() / 2 {
+            let mut named: Vec<String> = self
+                .links
+                .refusals
+                .borrow()
+                .iter()
+                .map(|(v, id)| format!("{v} ({id})"))
+                .collect();
             named.sort();
             self.stop(format!(
                 "voters {} refuse this node as belonging to another cluster (this data directory: {}); \
@@ -999,40 +993,25 @@ pub struct PeerLink {
 /// reconnects with a growing pause when it breaks. Ends when its queue's
 /// sender is dropped.
 async fn peer_loop(link: PeerLink) {
-    const PAUSE_MIN: Duration = Duration::from_millis(50);
-    let mut pause = PAUSE_MIN;
+    const SECOND: Duration = Duration::from_secs(1);
+    let mut backoff = Backoff::new();
     let mut next: Option<Bytes> = None;
     loop {
-        let addr = link.addr.to_socket_addrs().ok().and_then(|mut a| a.next());
-        let stream = match addr {
-            Some(a) => TcpStream::connect(a).await.ok(),
-            None => None,
-        };
-        let Some(mut stream) = stream else {
-            glommio::timer::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let greeting = handshake::greet(&mut stream, &link.links.hello(KIND_HELLO)).await;
-        if let Ok(g) = &greeting {
-            link.links.heard(link.peer, g);
-        }
-        match greeting {
-            Ok(Greeting::Welcome { .. }) => pause = PAUSE_MIN,
-            Ok(Greeting::Refused { reason, .. }) => {
-                tracing::warn!(peer = link.peer, addr = %link.addr, %reason, "peer refused this node");
-                glommio::timer::sleep(pause.max(Duration::from_secs(1))).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
-                continue;
-            }
+        let (mut stream, greeting) = match handshake::dial(&link.addr, &link.links.view.hello(KIND_HELLO)).await {
+            Ok(dialed) => dialed,
             Err(e) => {
-                tracing::debug!(peer = link.peer, error = %e, "no answer to the hello");
-                glommio::timer::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(1));
+                tracing::debug!(peer = link.peer, error = %e, "could not reach the peer");
+                backoff.wait(Duration::ZERO, SECOND).await;
                 continue;
             }
+        };
+        link.links.heard(link.peer, &greeting);
+        if let Greeting::Refused { reason, .. } = &greeting {
+            tracing::warn!(peer = link.peer, addr = %link.addr, %reason, "peer refused this node");
+            backoff.wait(SECOND, 5 * SECOND).await;
+            continue;
         }
+        backoff.reset();
         tracing::debug!(peer = link.peer, addr = %link.addr, "connected to peer");
         loop {
             let f = match next.take() {
@@ -1263,15 +1242,7 @@ async fn observe_loop(cluster: Rc<RefCell<Cluster>>, voters: Vec<Voter>) {
 
 /// Fetches from one voter until it fails, or names another controller.
 async fn observe_from(cluster: &Rc<RefCell<Cluster>>, links: &Rc<LinkContext>, voter: &Voter) -> Result<(), String> {
-    let addr = voter
-        .addr
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| format!("cannot resolve {}", voter.addr))?;
-    let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let _ = stream.set_nodelay(true);
-    let greeting = handshake::greet(&mut stream, &links.hello(KIND_HELLO_META)).await?;
+    let (mut stream, greeting) = handshake::dial(&voter.addr, &links.view.hello(KIND_HELLO_META)).await?;
     links.heard(voter.id, &greeting);
     if let Greeting::Refused { reason, .. } = greeting {
         glommio::timer::sleep(Duration::from_secs(1)).await;

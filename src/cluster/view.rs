@@ -44,6 +44,15 @@ impl ClusterView {
         self.cluster_id.get_or_init(|| id.to_string())
     }
 
+    /// What this node says first on an inter-broker connection of `kind`.
+    pub fn hello(&self, kind: u8) -> super::handshake::Hello {
+        super::handshake::Hello {
+            kind,
+            node: self.me,
+            cluster_id: self.cluster_id().map(str::to_string),
+        }
+    }
+
     pub fn set_incarnation(&self, incarnation: u64) {
         self.incarnation.store(incarnation, Ordering::SeqCst);
     }
