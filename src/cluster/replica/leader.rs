@@ -249,24 +249,6 @@ impl LeaderState {
         })
     }
 
-    /// The controller's answer to an ISR change: the partition's state
-    /// then, whether it made the change or refused it. Only a newer state
-    /// settles the pending change: an answer at this partition epoch may
-    /// be a late or repeated answer to an earlier request while the
-    /// controller has made the pending one, and dropping the pending
-    /// expansion then would let the high watermark pass a replica the
-    /// controller may elect (seed 9883 of the replication simulation). A
-    /// refusal at this epoch leaves the change pending, resent until the
-    /// state moves on, as the brokers do (they learn the outcome from the
-    /// applied metadata, never from an answer).
-    pub fn on_alter_isr_answer(&mut self, leader_epoch: Epoch, isr: &[NodeId], partition_epoch: i32, log_end: i64) {
-        if leader_epoch != self.epoch {
-            // Deposed: the controller's update will make this a follower.
-            return;
-        }
-        self.on_partition_update(isr, partition_epoch, log_end);
-    }
-
     /// The replica set changed at this epoch (a reassignment): new
     /// replicas are tracked as followers from now, counted caught up now
     /// (as at the start of a leadership), and outside the ISR until they
@@ -285,7 +267,13 @@ impl LeaderState {
 
     /// The controller's state of the partition at this leader epoch (an
     /// ISR change made or refused, a replica fenced); older ones are
-    /// ignored. A newer state settles a pending change.
+    /// ignored. Only a newer state settles a pending change: one at this
+    /// partition epoch may be a late or repeated answer to an earlier
+    /// request while the controller has made the pending one, and dropping
+    /// the pending expansion then would let the high watermark pass a
+    /// replica the controller may elect (replication simulation, seed
+    /// 9883). A refusal at this epoch leaves the change pending, resent
+    /// until the state moves on.
     pub fn on_partition_update(&mut self, isr: &[NodeId], partition_epoch: i32, log_end: i64) {
         if partition_epoch <= self.partition_epoch {
             return;

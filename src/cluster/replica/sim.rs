@@ -33,7 +33,8 @@ const SEEDS: u64 = 3000;
 ///
 /// - 9883: a late, repeated answer to an earlier ISR change dropped the
 ///   leader's pending expansion; the high watermark passed the new member
-///   the controller then elected (`LeaderState::on_alter_isr_answer`).
+///   the controller then elected (the leader settled its pending change
+///   on any answer; now only a newer partition epoch settles it).
 ///
 /// (Seed 2907, inside the default range: a restarted leader acted on a
 /// delayed state from before its crash, at its old epoch with a stale
@@ -403,8 +404,12 @@ impl Sim {
             } => {
                 let n = self.node(id);
                 let log_end = n.log_end();
+                // The answer is the partition's state at that time; like
+                // the brokers, a leader takes only a newer one, at its epoch.
                 if let Role::Leader(l) = &mut n.role {
-                    l.on_alter_isr_answer(leader_epoch, &isr, partition_epoch, log_end);
+                    if l.epoch() == leader_epoch {
+                        l.on_partition_update(&isr, partition_epoch, log_end);
+                    }
                 }
                 self.settle_acks(id);
             }
