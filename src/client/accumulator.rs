@@ -146,7 +146,9 @@ impl<T> Accumulator<T> {
             .is_some_and(|b| b.builder.is_empty() || b.builder.estimated_bytes() + estimate <= policy.batch_bytes);
         if !fits {
             queue.batches.push_back(OpenBatch {
-                builder: BatchBuilder::with_capacity(policy.compression, policy.batch_bytes.min(estimate.max(1024))),
+                // Room for a whole batch up front: growing by doubling
+                // copies the records again and faults in fresh pages.
+                builder: BatchBuilder::with_capacity(policy.compression, policy.batch_bytes.max(estimate)),
                 created: now,
                 deliveries: Vec::new(),
                 buffer_units: 0,
@@ -247,8 +249,11 @@ impl<T> Accumulator<T> {
         let mut deliveries = Vec::new();
         let mut buffer_units = 0;
         let mut built: Vec<Result<BytesMut, RecordError>> = Vec::with_capacity(group.len());
+        let mut bytes_total = 0;
         for b in group {
-            built.push(b.builder.finish());
+            let batch = b.builder.finish();
+            bytes_total += batch.as_ref().map_or(0, BytesMut::len);
+            built.push(batch);
             deliveries.extend(b.deliveries);
             buffer_units += b.buffer_units;
         }
@@ -256,7 +261,7 @@ impl<T> Accumulator<T> {
             1 => built.pop().unwrap_or(Err(RecordError::TooShort)).map(BytesMut::freeze),
             _ => built
                 .into_iter()
-                .try_fold(BytesMut::new(), |mut all, b| {
+                .try_fold(BytesMut::with_capacity(bytes_total), |mut all, b| {
                     all.extend_from_slice(&b?);
                     Ok(all)
                 })

@@ -60,4 +60,4 @@ pub use fetched::ConsumedRecord;
 pub use group::{GroupConfig, GroupConsumer, Rebalance};
 pub use metadata::Endpoint;
 pub use partitioner::{murmur2, partition_for_key, Partitioner};
-pub use producer::{Producer, RecordMetadata};
+pub use producer::{DeliveryResult, Producer, RecordMetadata};

@@ -58,7 +58,37 @@ pub struct RecordMetadata {
     pub offset: i64,
 }
 
-type Delivery = oneshot::Sender<Result<RecordMetadata, ClientError>>;
+/// What a produced record's outcome is reported to.
+pub type DeliveryResult = Result<RecordMetadata, ClientError>;
+
+/// Who hears a record's outcome: the future [`Producer::send`] returned,
+/// or the callback given to [`Producer::send_with_callback`].
+enum Delivery {
+    Future(oneshot::Sender<DeliveryResult>),
+    Callback(Box<dyn FnOnce(DeliveryResult)>),
+}
+
+impl Delivery {
+    fn deliver(self, result: DeliveryResult) {
+        match self {
+            // The future may have been dropped; the record was sent anyway.
+            Delivery::Future(tx) => {
+                let _ = tx.send(result);
+            }
+            Delivery::Callback(f) => f(result),
+        }
+    }
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Delivery::Future(_) => "Delivery::Future",
+            Delivery::Callback(_) => "Delivery::Callback",
+        })
+    }
+}
+
 type Batch = Drained<Delivery>;
 
 struct State {
@@ -173,36 +203,78 @@ impl Producer {
         key: Option<Bytes>,
         value: Option<Bytes>,
         headers: Vec<RecordHeader>,
-    ) -> impl Future<Output = Result<RecordMetadata, ClientError>> + 'static {
-        let shared = self.shared.clone();
-        let size = record_bytes_estimate(key.as_deref(), value.as_deref(), &headers);
+    ) -> impl Future<Output = DeliveryResult> + 'static {
         let (tx, rx) = oneshot::channel();
-        let failed = if size > shared.config.request_bytes_max {
-            Some(ClientError::RecordTooLarge {
-                size,
-                max: shared.config.request_bytes_max,
-            })
-        } else if shared.closed.get() {
-            Some(ClientError::Closed)
-        } else if let Err(tx) = shared.try_append_now(topic, key.as_deref(), value.as_deref(), &headers, size, tx) {
-            let waiting = Waiting {
-                topic: topic.to_string(),
-                timestamp_ms: crate::record::now_ms(),
-                key,
-                value,
-                headers,
-            };
-            glommio::spawn_local(wait_and_append(WaitGuard::new(&shared), waiting, size, tx)).detach();
-            None
-        } else {
-            None
-        };
+        let failed = self.enqueue(topic, key.as_deref(), value.as_deref(), &headers, Delivery::Future(tx));
         async move {
             if let Some(e) = failed {
                 return Err(e);
             }
             rx.await.unwrap_or(Err(ClientError::Closed))
         }
+    }
+
+    /// As [`Producer::send`], with the outcome given to `callback` instead
+    /// of a future, as Kafka's `send(record, callback)`: the callback runs
+    /// once, on this executor, when the record is acknowledged or has
+    /// failed for good (at once if it is refused here). Key and value are
+    /// borrowed and copied into the batch, so a caller can reuse one
+    /// buffer for every record; this is the cheapest way to produce.
+    pub fn send_with_callback(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[RecordHeader],
+        callback: impl FnOnce(DeliveryResult) + 'static,
+    ) {
+        // A refusal has been given to the callback already.
+        let _refused = self.enqueue(topic, key, value, headers, Delivery::Callback(Box::new(callback)));
+    }
+
+    /// Appends the record now if it can, or leaves it to a task that waits
+    /// its turn (copying what it borrows). Returns the error of a record
+    /// refused at once; a callback delivery has then already been told.
+    fn enqueue(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[RecordHeader],
+        delivery: Delivery,
+    ) -> Option<ClientError> {
+        let shared = &self.shared;
+        let size = record_bytes_estimate(key, value, headers);
+        let refused = if size > shared.config.request_bytes_max {
+            Some(ClientError::RecordTooLarge {
+                size,
+                max: shared.config.request_bytes_max,
+            })
+        } else if shared.closed.get() {
+            Some(ClientError::Closed)
+        } else {
+            None
+        };
+        if let Some(e) = refused {
+            return match delivery {
+                Delivery::Future(_) => Some(e),
+                callback => {
+                    callback.deliver(Err(e.clone()));
+                    Some(e)
+                }
+            };
+        }
+        if let Err(delivery) = shared.try_append_now(topic, key, value, headers, size, delivery) {
+            let waiting = Waiting {
+                topic: topic.to_string(),
+                timestamp_ms: crate::record::now_ms(),
+                key: key.map(Bytes::copy_from_slice),
+                value: value.map(Bytes::copy_from_slice),
+                headers: headers.to_vec(),
+            };
+            glommio::spawn_local(wait_and_append(WaitGuard::new(shared), waiting, size, delivery)).detach();
+        }
+        None
     }
 
     /// Sends every record queued so far (and every `send` still waiting
@@ -358,7 +430,7 @@ impl Shared {
     /// and let its partition send again.
     fn complete(&self, batch: Batch, result: Result<i64, ClientError>) {
         let partition = batch.partition;
-        for (i, tx) in batch.deliveries.into_iter().enumerate() {
+        for (i, delivery) in batch.deliveries.into_iter().enumerate() {
             let answer = match &result {
                 Ok(base) if *base < 0 => Ok(RecordMetadata { partition, offset: -1 }),
                 Ok(base) => Ok(RecordMetadata {
@@ -367,7 +439,7 @@ impl Shared {
                 }),
                 Err(e) => Err(e.clone()),
             };
-            let _ = tx.send(answer);
+            delivery.deliver(answer);
         }
         if let Err(e) = &result {
             tracing::debug!(topic = %batch.topic, partition, error = %e, "produce failed");
@@ -451,9 +523,7 @@ async fn wait_and_append(guard: WaitGuard, w: Waiting, size: usize, delivery: De
             };
             shared.append(&w.topic, partitions, record, units, delivery);
         }
-        Err(e) => {
-            let _ = delivery.send(Err(e));
-        }
+        Err(e) => delivery.deliver(Err(e)),
     }
     drop(guard);
 }

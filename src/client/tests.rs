@@ -484,3 +484,66 @@ fn polls_return_at_most_max_poll_records_and_reuse_fetched_bytes() {
         );
     });
 }
+
+#[test]
+fn callbacks_hear_every_record_once_from_one_reused_buffer_even_under_back_pressure() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    run(|| async {
+        let (broker, client) = setup(1).await;
+        // A small buffer: most sends wait their turn and must copy what
+        // they borrow, since the caller rewrites its buffer at once.
+        let config = ProducerConfig {
+            buffer_bytes_max: 600,
+            batch_bytes: 300,
+            ..Default::default()
+        };
+        let producer = Producer::new(client, config);
+        let heard: Rc<RefCell<Vec<(usize, i64)>>> = Rc::default();
+        let mut value = *b"00000";
+        for i in 0..200usize {
+            value.copy_from_slice(format!("{i:05}").as_bytes());
+            let heard = heard.clone();
+            producer.send_with_callback("t", None, Some(&value), &[], move |r| {
+                heard.borrow_mut().push((i, r.map_or(-1, |m| m.offset)));
+            });
+        }
+        // Refused at once: too large, and an unknown topic (after retries).
+        let refused: Rc<RefCell<Vec<String>>> = Rc::default();
+        let big = vec![0u8; 2 << 20];
+        for topic in ["t", "nope"] {
+            let refused = refused.clone();
+            let value = if topic == "t" { &big[..] } else { &b"v"[..] };
+            producer.send_with_callback(topic, None, Some(value), &[], move |r| {
+                refused
+                    .borrow_mut()
+                    .push(r.err().map(|e| e.to_string()).unwrap_or_default());
+            });
+        }
+        producer.flush().await;
+        let heard = heard.borrow().clone();
+        assert_eq!(heard.len(), 200, "one callback per record");
+        assert!(
+            heard.iter().all(|&(i, offset)| offset == i as i64),
+            "each record at its send position"
+        );
+        let values: Vec<_> = broker
+            .state
+            .borrow()
+            .records("t", 0)
+            .into_iter()
+            .map(|r| r.value.unwrap())
+            .collect();
+        assert_eq!(
+            values,
+            (0..200).map(|i| Bytes::from(format!("{i:05}"))).collect::<Vec<_>>(),
+            "the stored values are what the buffer held at each send"
+        );
+        let refused = refused.borrow().clone();
+        assert_eq!(refused.len(), 2, "both refusals reached their callbacks: {refused:?}");
+        assert!(
+            refused.iter().all(|e| !e.is_empty()),
+            "each with its error: {refused:?}"
+        );
+    });
+}

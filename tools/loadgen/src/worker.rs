@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use glommio::sync::Semaphore;
 use glommio::{LocalExecutorBuilder, Placement};
 use sluice::client::{
@@ -277,6 +277,47 @@ async fn positioned_consumer(client: &Client, plan: &Plan, c: usize) -> Result<C
     Ok(consumer)
 }
 
+/// Acknowledgements one producer counts before adding them to the shared
+/// `Control::acked` (a cache line both cores write).
+const ACKED_REPORT_EVERY: u64 = 64;
+
+/// What every acknowledgement of one producer updates: shared by its
+/// records' callbacks (an `Rc`, so a record costs no atomic count).
+struct AckSink {
+    stats: Arc<WorkerStats>,
+    control: Arc<Control>,
+    window: Semaphore,
+    clock: Clock,
+    /// Acknowledged and not yet added to `control.acked`.
+    unreported: std::cell::Cell<u64>,
+}
+
+impl AckSink {
+    fn acked(&self, send_ns: u64, bytes: usize, result: Result<sluice::client::RecordMetadata, ClientError>) {
+        match result {
+            Ok(_) => {
+                self.stats
+                    .record_ack(self.clock.now_ns().saturating_sub(send_ns) / 1000, bytes);
+                let n = self.unreported.get() + 1;
+                if n >= ACKED_REPORT_EVERY {
+                    self.report();
+                } else {
+                    self.unreported.set(n);
+                }
+            }
+            Err(e) => self.stats.record_error(format!("produce: {e}")),
+        }
+        self.window.signal(1);
+    }
+
+    fn report(&self) {
+        let n = self.unreported.replace(0);
+        if n > 0 {
+            self.control.acked.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Producer `p`: at a fixed rate per the schedule, or (rate 0) as fast as
 /// `inflight_max` unacknowledged messages allow. Returns once every
 /// message sent is acknowledged or failed.
@@ -291,9 +332,18 @@ async fn produce(
     let w = &plan.workload;
     let backlog_max = w.backlog_max();
     let fanout = w.fanout();
-    let window = Rc::new(Semaphore::new(u64::from(w.inflight_max)));
+    let sink = Rc::new(AckSink {
+        stats: stats.clone(),
+        control: control.clone(),
+        window: Semaphore::new(u64::from(w.inflight_max)),
+        clock: plan.clock,
+        unreported: std::cell::Cell::new(0),
+    });
     let schedule = (!w.max_rate()).then(|| Schedule::for_producer(w.producer_rate, w.producers, p, go_ns));
     let stopped = || control.stop_producers.load(Ordering::Relaxed);
+    // One value buffer for every message: the producer copies it into its
+    // batch, so only the send time at its front changes between messages.
+    let mut value = plan.payload.to_vec();
     let mut i: u64 = 0;
     while !stopped() {
         let send_ns = match &schedule {
@@ -314,7 +364,7 @@ async fn produce(
                 0
             }
         };
-        if window.acquire(1).await.is_err() {
+        if sink.window.acquire(1).await.is_err() {
             break;
         }
         // Max-rate: the clock starts at the send call, after the window
@@ -324,48 +374,28 @@ async fn produce(
         } else {
             plan.clock.now_ns()
         };
-        send_one(&producer, plan, stats, control, &window, p, i, send_ns);
+        send_one(&producer, plan, &sink, &mut value, p, i, send_ns);
         i += 1;
         glommio::yield_if_needed().await;
     }
     // Every permit back = every message acknowledged or failed.
-    let _ = window.acquire(u64::from(w.inflight_max)).await;
+    let _ = sink.window.acquire(u64::from(w.inflight_max)).await;
+    sink.report();
     producer.close().await;
 }
 
-#[allow(clippy::too_many_arguments)]
-fn send_one(
-    producer: &Producer,
-    plan: &Plan,
-    stats: &Arc<WorkerStats>,
-    control: &Arc<Control>,
-    window: &Rc<Semaphore>,
-    p: u32,
-    i: u64,
-    send_ns: u64,
-) {
+fn send_one(producer: &Producer, plan: &Plan, sink: &Rc<AckSink>, value: &mut [u8], p: u32, i: u64, send_ns: u64) {
     let w = &plan.workload;
-    let mut value = BytesMut::from(&plan.payload[..]);
     value[..TIMESTAMP_BYTES].copy_from_slice(&send_ns.to_le_bytes());
-    let key = w
-        .keyed
-        .then(|| Bytes::copy_from_slice(&((u64::from(p) << 40) ^ i).to_le_bytes()));
-    let bytes = value.len() + key.as_ref().map_or(0, |k| k.len());
+    let key = ((u64::from(p) << 40) ^ i).to_le_bytes();
+    let key = w.keyed.then_some(&key[..]);
+    let bytes = value.len() + key.map_or(0, <[u8]>::len);
     let topic = &plan.topics[(i % plan.topics.len() as u64) as usize];
-    let ack = producer.send(topic, key, Some(value.freeze()), Vec::new());
-    stats.sent.fetch_add(1, Ordering::Relaxed);
-    let (stats, control, window, clock) = (stats.clone(), control.clone(), window.clone(), plan.clock);
-    glommio::spawn_local(async move {
-        match ack.await {
-            Ok(_) => {
-                stats.record_ack(clock.now_ns().saturating_sub(send_ns) / 1000, bytes);
-                control.acked.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => stats.record_error(format!("produce: {e}")),
-        }
-        window.signal(1);
-    })
-    .detach();
+    sink.stats.sent.fetch_add(1, Ordering::Relaxed);
+    let sink = sink.clone();
+    producer.send_with_callback(topic, key, Some(value), &[], move |result| {
+        sink.acked(send_ns, bytes, result)
+    });
 }
 
 /// Consumes until told to stop, recording end-to-end latency per message;
