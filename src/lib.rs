@@ -15,6 +15,7 @@ pub mod group;
 pub mod metrics;
 pub mod protocol;
 pub mod record;
+pub mod recv_buf;
 pub mod rng;
 pub mod server;
 pub mod storage;

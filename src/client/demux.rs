@@ -14,7 +14,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_channel::oneshot;
 use futures_lite::{AsyncRead, AsyncReadExt};
 
@@ -115,11 +115,11 @@ pub(crate) async fn read_responses<R: AsyncRead + Unpin>(
             Err(e) => return ClientError::from(e),
         };
         debug_assert!(len <= frame_bytes_max, "frame_len bounds the length");
-        let mut buf = BytesMut::zeroed(len);
-        if let Err(e) = rd.read_exact(&mut buf).await {
-            return ClientError::from(e);
-        }
-        if let Err(e) = inflight.borrow_mut().complete(buf.freeze()) {
+        let frame = match crate::recv_buf::read_exact(&mut rd, len).await {
+            Ok(frame) => frame,
+            Err(e) => return ClientError::from(e),
+        };
+        if let Err(e) = inflight.borrow_mut().complete(frame) {
             return e;
         }
     }

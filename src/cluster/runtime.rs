@@ -1038,9 +1038,9 @@ pub(crate) async fn read_frame(stream: &mut TcpStream, max: usize) -> Result<(u8
     if len == 0 || len > max {
         return Err(format!("frame of {len} bytes"));
     }
-    let mut buf = vec![0u8; len];
-    stream.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
-    let mut buf = Bytes::from(buf);
+    let mut buf = crate::recv_buf::read_exact(stream, len)
+        .await
+        .map_err(|e| e.to_string())?;
     let kind = buf.get_u8();
     Ok((kind, buf))
 }

@@ -95,11 +95,12 @@ impl<R: futures_lite::AsyncRead + Unpin> FrameReader<R> {
         };
         let units = (len as u64).clamp(1, self.budget);
         let permit = self.inflight.clone().acquire_static_permit(units).await.ok()?;
-        let mut buf = BytesMut::zeroed(len);
-        if let Err(e) = self.rd.read_exact(&mut buf).await {
-            tracing::debug!(%peer, error = %e, "client went away mid-frame");
-            return None;
+        match crate::recv_buf::read_exact(&mut self.rd, len).await {
+            Ok(frame) => Some((frame, permit)),
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "client went away mid-frame");
+                None
+            }
         }
-        Some((buf.freeze(), permit))
     }
 }
