@@ -14,9 +14,13 @@
 //!
 //! Concurrency (one shard, many tasks): `append_lock` orders everything that
 //! changes the segment structure or assigns offsets (append, roll, truncate,
-//! retention, close); `io_lock` serialises writes to the file (flushes,
-//! which may rewrite the same tail block, and the flush that starts a
-//! sync). A group-commit fdatasync runs without it, so appends and
+//! retention, close); `io_lock` orders writes to the file: each write-behind
+//! of a full chunk holds one of its `write_behind_chunks_max` units, so that
+//! many full chunks are written at once (the queue depth of the write
+//! path), and everything else that writes (a flush of the partial tail,
+//! which the next write may cover again, the flush that starts a sync, a
+//! roll, a truncation) holds all of them, so it runs alone, after every
+//! write before it. A group-commit fdatasync runs without it, so appends and
 //! write-behind continue during a long sync; the durable watermark only
 //! claims what was written before the sync began, and nothing if a
 //! truncation happened meanwhile. Lock order: append_lock, then io_lock.
@@ -98,6 +102,10 @@ struct Inner {
     state: RefCell<State>,
     append_lock: Semaphore,
     io_lock: Semaphore,
+    /// Units of `io_lock`: taking all of them excludes every other write.
+    io_units: u64,
+    /// Spawned write-behind tasks that have not yet taken their chunk.
+    chunk_tasks: Cell<usize>,
     /// The log end offset; long-poll readers wait on it.
     end: Watermark,
     /// Every offset below this is durable.
@@ -273,7 +281,9 @@ impl Log {
             }),
             dir,
             append_lock: Semaphore::new(1),
-            io_lock: Semaphore::new(1),
+            io_lock: Semaphore::new(config.write_behind_chunks_max as u64),
+            io_units: config.write_behind_chunks_max as u64,
+            chunk_tasks: Cell::new(0),
             end: Watermark::new(next_offset),
             durable: Watermark::new(next_offset),
             sync_rounds: Watermark::new(0),
@@ -459,7 +469,7 @@ impl Log {
         }
         self.reserve_for(header.total_bytes() as u64).await?;
         while self.inner.state.borrow().writer.full_chunks() >= cfg.write_behind_chunks_max {
-            self.flush_staged(false).await?;
+            self.write_full_chunk(false).await?;
         }
         let info = {
             let mut st = self.inner.state.borrow_mut();
@@ -558,14 +568,57 @@ impl Log {
             }
             _ => {}
         }
-        if full_chunks > 0 && self.inner.io_lock.available() > 0 {
+        // One write-behind task per full chunk: each writes the oldest one
+        // left once it has its unit of the io lock.
+        for _ in self.inner.chunk_tasks.get()..full_chunks {
+            self.inner.chunk_tasks.set(self.inner.chunk_tasks.get() + 1);
             let log = self.clone();
             glommio::spawn_local(async move {
-                let _ = log.flush_staged(false).await;
+                let _ = log.write_full_chunk(true).await;
             })
             .detach();
         }
         Ok(())
+    }
+
+    /// Writes the oldest staged full chunk, if any, beside other full
+    /// chunks being written (one unit of the io lock). `task`: called by a
+    /// write-behind task, counted in `chunk_tasks` until it takes a chunk.
+    async fn write_full_chunk(&self, task: bool) -> Result<()> {
+        struct Counted<'a>(Option<&'a Cell<usize>>);
+        impl Drop for Counted<'_> {
+            fn drop(&mut self) {
+                if let Some(c) = self.0.take() {
+                    c.set(c.get() - 1);
+                }
+            }
+        }
+        let counted = Counted(task.then_some(&self.inner.chunk_tasks));
+        let io = self.inner.io_lock.acquire_permit(1).await;
+        // From here on the task takes a chunk (or finds none) without
+        // awaiting: later full chunks need tasks of their own.
+        drop(counted);
+        let _io = io.map_err(|e| StorageError::io("locking", &self.inner.dir, e))?;
+        let Some(chunk) = self.inner.state.borrow_mut().writer.take_full_chunk() else {
+            return Ok(());
+        };
+        let end = chunk.end;
+        let written = chunk.run().await;
+        self.after_write(written, |w| w.chunk_written(end))
+    }
+
+    /// Records a finished write with `mark`, or fails the log.
+    fn after_write(&self, written: Result<()>, mark: impl FnOnce(&mut SegmentWriter)) -> Result<()> {
+        match written {
+            Ok(()) => {
+                mark(&mut self.inner.state.borrow_mut().writer);
+                Ok(())
+            }
+            Err(e) => {
+                self.fail(&e);
+                Err(e)
+            }
+        }
     }
 
     /// Keeps one task syncing until the durable watermark reaches the log
@@ -601,7 +654,7 @@ impl Log {
         let _io = self
             .inner
             .io_lock
-            .acquire_permit(1)
+            .acquire_permit(self.inner.io_units)
             .await
             .map_err(|e| StorageError::io("locking", &self.inner.dir, e))?;
         self.flush_locked(all).await
@@ -613,16 +666,8 @@ impl Log {
             return Ok(());
         }
         let end = pending.end;
-        match pending.run().await {
-            Ok(()) => {
-                self.inner.state.borrow_mut().writer.flushed(end);
-                Ok(())
-            }
-            Err(e) => {
-                self.fail(&e);
-                Err(e)
-            }
-        }
+        let written = pending.run().await;
+        self.after_write(written, |w| w.flushed(end))
     }
 
     /// Writes everything appended so far to the file (not yet durable).
@@ -670,7 +715,7 @@ impl Log {
         let _io = self
             .inner
             .io_lock
-            .acquire_permit(1)
+            .acquire_permit(self.inner.io_units)
             .await
             .map_err(|e| StorageError::io("locking", &self.inner.dir, e))?;
         self.flush_locked(true).await?;
@@ -710,7 +755,7 @@ impl Log {
         let _io = self
             .inner
             .io_lock
-            .acquire_permit(1)
+            .acquire_permit(self.inner.io_units)
             .await
             .map_err(|e| StorageError::io("locking", dir, e))?;
         let sealed = async {
@@ -896,7 +941,7 @@ impl Log {
         let _io = self
             .inner
             .io_lock
-            .acquire_permit(1)
+            .acquire_permit(self.inner.io_units)
             .await
             .map_err(|e| StorageError::io("locking", &dir, e))?;
         self.flush_locked(true).await?;

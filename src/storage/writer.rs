@@ -16,11 +16,14 @@
 //! - `written <= end()`; bytes below `written` are on the file (not yet
 //!   necessarily durable: that takes an fdatasync).
 //!
-//! Runs on the shard that owns the log. Flushes must not overlap (the log
-//! serialises them with its io lock) because two flushes may write the same
-//! tail block.
+//! Runs on the shard that owns the log. Full chunks may be written
+//! concurrently ([`SegmentWriter::take_full_chunk`], in order, each at its
+//! own range); a flush that writes the partial tail must not overlap any
+//! other write (the log takes its io lock whole for it), because it and the
+//! next write may cover the same tail block. `written` only advances over
+//! a contiguous prefix of completed writes.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -100,6 +103,38 @@ pub struct SegmentWriter {
     current_len: usize,
     full: VecDeque<(u64, DmaBuffer)>,
     written: u64,
+    /// Ends of full chunks handed out and not yet known written, in file
+    /// order, and those of them whose writes completed (out of order).
+    chunks_in_flight: VecDeque<u64>,
+    chunks_done: BTreeSet<u64>,
+}
+
+/// One full chunk's write, handed out by [`SegmentWriter::take_full_chunk`].
+pub struct ChunkWrite {
+    file: Rc<DmaFile>,
+    path: PathBuf,
+    pos: u64,
+    buf: DmaBuffer,
+    /// Logical end of the segment once this and every earlier write is done.
+    pub end: u64,
+}
+
+impl ChunkWrite {
+    pub async fn run(self) -> Result<()> {
+        let len = self.buf.len();
+        match self.file.write_at(self.buf, self.pos).await {
+            Ok(n) if n == len => Ok(()),
+            Ok(n) => Err(StorageError::io(
+                "writing segment",
+                &self.path,
+                std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    format!("short direct write: {n} of {len} bytes"),
+                ),
+            )),
+            Err(e) => Err(StorageError::io("writing segment", &self.path, std::io::Error::from(e))),
+        }
+    }
 }
 
 impl SegmentWriter {
@@ -136,6 +171,8 @@ impl SegmentWriter {
             current_len,
             full: VecDeque::new(),
             written: end,
+            chunks_in_flight: VecDeque::new(),
+            chunks_done: BTreeSet::new(),
         })
     }
 
@@ -170,6 +207,36 @@ impl SegmentWriter {
                 self.current_len = 0;
             }
         }
+    }
+
+    /// Takes the oldest staged full chunk to write on its own, concurrently
+    /// with other full chunks (never with a partial flush).
+    pub fn take_full_chunk(&mut self) -> Option<ChunkWrite> {
+        let (pos, buf) = self.full.pop_front()?;
+        let end = pos + buf.len() as u64;
+        self.chunks_in_flight.push_back(end);
+        Some(ChunkWrite {
+            file: self.file.clone(),
+            path: self.path.clone(),
+            pos,
+            buf,
+            end,
+        })
+    }
+
+    /// Records that the chunk write ending at `end` completed; `written`
+    /// moves over every chunk up to the first one still in flight.
+    pub fn chunk_written(&mut self, end: u64) {
+        debug_assert!(self.chunks_in_flight.contains(&end), "a chunk handed out");
+        self.chunks_done.insert(end);
+        while let Some(&front) = self.chunks_in_flight.front() {
+            if !self.chunks_done.remove(&front) {
+                break;
+            }
+            self.chunks_in_flight.pop_front();
+            self.written = self.written.max(front);
+        }
+        debug_assert!(self.written <= self.end());
     }
 
     /// Takes the staged full chunks, and with `include_partial` the partly
@@ -216,5 +283,60 @@ impl SegmentWriter {
     pub fn flushed(&mut self, end: u64) {
         self.written = self.written.max(end);
         debug_assert!(self.written <= self.end());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_moves_only_over_a_contiguous_prefix_of_completed_chunks() {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(1 << 20)
+            .spawn(|| async {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("w.log");
+                let opened = glommio::io::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .dma_open(&path)
+                    .await;
+                let file = Rc::new(opened.unwrap());
+                let chunk = BLOCK_BYTES as usize;
+                let mut w = SegmentWriter::open(file.clone(), path, 0, chunk).await.unwrap();
+                w.append(&vec![7u8; 3 * chunk + 100]);
+                assert_eq!(w.full_chunks(), 3);
+                let chunks: Vec<ChunkWrite> = (0..3).filter_map(|_| w.take_full_chunk()).collect();
+                let ends: Vec<u64> = chunks.iter().map(|c| c.end).collect();
+                assert_eq!(ends, [4096, 8192, 12288]);
+                // Completions out of order: the third, then the first, then the second.
+                w.chunk_written(ends[2]);
+                assert_eq!(w.written(), 0, "an earlier chunk is still in flight");
+                w.chunk_written(ends[0]);
+                assert_eq!(w.written(), ends[0]);
+                w.chunk_written(ends[1]);
+                assert_eq!(w.written(), ends[2], "all three written: the prefix closes");
+                for c in chunks {
+                    c.run().await.unwrap();
+                }
+                // The partial tail still flushes after them.
+                let pending = w.take_flush(true);
+                let end = pending.end;
+                pending.run().await.unwrap();
+                w.flushed(end);
+                assert_eq!(w.written(), 3 * chunk as u64 + 100);
+                assert_eq!(
+                    file.file_size().await.unwrap(),
+                    4 * BLOCK_BYTES,
+                    "the tail block, padded"
+                );
+                drop(w);
+                Rc::try_unwrap(file).ok().unwrap().close().await.unwrap();
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }
