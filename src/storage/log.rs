@@ -101,11 +101,9 @@ struct Inner {
     config: LogConfig,
     state: RefCell<State>,
     append_lock: Semaphore,
+    /// `write_behind_chunks_max` units: one per full-chunk write, all of
+    /// them for any other write ([`Log::lock_io_alone`]).
     io_lock: Semaphore,
-    /// Units of `io_lock`: taking all of them excludes every other write.
-    io_units: u64,
-    /// Spawned write-behind tasks that have not yet taken their chunk.
-    chunk_tasks: Cell<usize>,
     /// The log end offset; long-poll readers wait on it.
     end: Watermark,
     /// Every offset below this is durable.
@@ -282,8 +280,6 @@ impl Log {
             dir,
             append_lock: Semaphore::new(1),
             io_lock: Semaphore::new(config.write_behind_chunks_max as u64),
-            io_units: config.write_behind_chunks_max as u64,
-            chunk_tasks: Cell::new(0),
             end: Watermark::new(next_offset),
             durable: Watermark::new(next_offset),
             sync_rounds: Watermark::new(0),
@@ -469,9 +465,9 @@ impl Log {
         }
         self.reserve_for(header.total_bytes() as u64).await?;
         while self.inner.state.borrow().writer.full_chunks() >= cfg.write_behind_chunks_max {
-            self.write_full_chunk(false).await?;
+            self.write_full_chunk().await?;
         }
-        let info = {
+        let (info, filled) = {
             let mut st = self.inner.state.borrow_mut();
             let base = st.next_offset();
             let stamped = match origin {
@@ -488,21 +484,22 @@ impl Log {
             st.epochs.assign(stamped.partition_leader_epoch, base);
             let bytes = batch.freeze();
             let position = st.writer.end();
-            st.writer.append(&bytes);
+            let filled = st.writer.append(&bytes);
             st.active_mut().record_batch(&stamped, position);
             st.cache.insert(base, stamped.next_offset(), bytes);
             st.producers.record(&stamped, record::now_ms());
             st.unsynced_bytes += stamped.total_bytes() as u64;
-            AppendInfo {
+            let info = AppendInfo {
                 base_offset: base,
                 last_offset: stamped.last_offset(),
                 max_timestamp: stamped.max_timestamp,
                 duplicate: false,
-            }
+            };
+            (info, filled)
         };
         self.inner.end.set(info.last_offset + 1);
         drop(_order);
-        self.after_append(info, wait).await?;
+        self.after_append(info, filled, wait).await?;
         Ok(info)
     }
 
@@ -547,11 +544,11 @@ impl Log {
         too_big || too_old || offsets_full
     }
 
-    async fn after_append(&self, info: AppendInfo, wait: bool) -> Result<()> {
-        let (full_chunks, unsynced) = {
-            let st = self.inner.state.borrow();
-            (st.writer.full_chunks(), st.unsynced_bytes)
-        };
+    /// `filled`: chunks the append filled, each to be written behind.
+    async fn after_append(&self, info: AppendInfo, filled: usize, wait: bool) -> Result<()> {
+        let unsynced = self.inner.state.borrow().unsynced_bytes;
+        // Under every-append a sync is always running or starting, and it
+        // writes every staged chunk itself: no write-behind then.
         match self.inner.config.flush {
             FlushPolicy::EveryAppend if wait => return self.wait_durable(info.last_offset + 1).await,
             FlushPolicy::EveryAppend => {
@@ -568,37 +565,39 @@ impl Log {
             }
             _ => {}
         }
-        // One write-behind task per full chunk: each writes the oldest one
-        // left once it has its unit of the io lock.
-        for _ in self.inner.chunk_tasks.get()..full_chunks {
-            self.inner.chunk_tasks.set(self.inner.chunk_tasks.get() + 1);
+        // One write-behind task per filled chunk; each writes the oldest one
+        // left once it has its unit of the io lock (none, if a flush or a
+        // waiting append took it first).
+        for _ in 0..filled {
             let log = self.clone();
             glommio::spawn_local(async move {
-                let _ = log.write_full_chunk(true).await;
+                let _ = log.write_full_chunk().await;
             })
             .detach();
         }
         Ok(())
     }
 
+    /// All of the io lock: every write before this has completed, and no
+    /// other starts until the permit is dropped.
+    async fn lock_io_alone(&self) -> Result<glommio::sync::Permit<'_>> {
+        let units = self.inner.config.write_behind_chunks_max as u64;
+        self.inner
+            .io_lock
+            .acquire_permit(units)
+            .await
+            .map_err(|e| StorageError::io("locking", &self.inner.dir, e))
+    }
+
     /// Writes the oldest staged full chunk, if any, beside other full
-    /// chunks being written (one unit of the io lock). `task`: called by a
-    /// write-behind task, counted in `chunk_tasks` until it takes a chunk.
-    async fn write_full_chunk(&self, task: bool) -> Result<()> {
-        struct Counted<'a>(Option<&'a Cell<usize>>);
-        impl Drop for Counted<'_> {
-            fn drop(&mut self) {
-                if let Some(c) = self.0.take() {
-                    c.set(c.get() - 1);
-                }
-            }
-        }
-        let counted = Counted(task.then_some(&self.inner.chunk_tasks));
-        let io = self.inner.io_lock.acquire_permit(1).await;
-        // From here on the task takes a chunk (or finds none) without
-        // awaiting: later full chunks need tasks of their own.
-        drop(counted);
-        let _io = io.map_err(|e| StorageError::io("locking", &self.inner.dir, e))?;
+    /// chunks being written (one unit of the io lock).
+    async fn write_full_chunk(&self) -> Result<()> {
+        let _io = self
+            .inner
+            .io_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|e| StorageError::io("locking", &self.inner.dir, e))?;
         let Some(chunk) = self.inner.state.borrow_mut().writer.take_full_chunk() else {
             return Ok(());
         };
@@ -651,12 +650,7 @@ impl Log {
 
     /// Writes staged data to the file (full chunks only unless `all`).
     async fn flush_staged(&self, all: bool) -> Result<()> {
-        let _io = self
-            .inner
-            .io_lock
-            .acquire_permit(self.inner.io_units)
-            .await
-            .map_err(|e| StorageError::io("locking", &self.inner.dir, e))?;
+        let _io = self.lock_io_alone().await?;
         self.flush_locked(all).await
     }
 
@@ -712,12 +706,7 @@ impl Log {
     }
 
     async fn sync_once(&self) -> Result<()> {
-        let _io = self
-            .inner
-            .io_lock
-            .acquire_permit(self.inner.io_units)
-            .await
-            .map_err(|e| StorageError::io("locking", &self.inner.dir, e))?;
+        let _io = self.lock_io_alone().await?;
         self.flush_locked(true).await?;
         let (file, path) = {
             let mut st = self.inner.state.borrow_mut();
@@ -752,12 +741,7 @@ impl Log {
         let dir = &self.inner.dir;
         let next = self.inner.state.borrow().next_offset();
         let new_seg = create_segment(dir, next, cfg).await?;
-        let _io = self
-            .inner
-            .io_lock
-            .acquire_permit(self.inner.io_units)
-            .await
-            .map_err(|e| StorageError::io("locking", dir, e))?;
+        let _io = self.lock_io_alone().await?;
         let sealed = async {
             self.flush_locked(true).await?;
             let (file, path) = {
@@ -938,12 +922,7 @@ impl Log {
             .await
             .map_err(|e| StorageError::io("locking", &dir, e))?;
         self.check_failed()?;
-        let _io = self
-            .inner
-            .io_lock
-            .acquire_permit(self.inner.io_units)
-            .await
-            .map_err(|e| StorageError::io("locking", &dir, e))?;
+        let _io = self.lock_io_alone().await?;
         self.flush_locked(true).await?;
         if !restart && offset >= self.inner.state.borrow().next_offset() {
             return Ok(self.next_offset());

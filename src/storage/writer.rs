@@ -191,8 +191,10 @@ impl SegmentWriter {
         self.full.len()
     }
 
-    /// Copies `data` into staging. Never does I/O.
-    pub fn append(&mut self, mut data: &[u8]) {
+    /// Copies `data` into staging and returns how many chunks it filled
+    /// (each now waits for a write). Never does I/O.
+    pub fn append(&mut self, mut data: &[u8]) -> usize {
+        let mut filled = 0;
         while !data.is_empty() {
             let room = self.chunk_bytes - self.current_len;
             let n = room.min(data.len());
@@ -205,8 +207,10 @@ impl SegmentWriter {
                 self.full.push_back((self.current_pos, full));
                 self.current_pos += self.chunk_bytes as u64;
                 self.current_len = 0;
+                filled += 1;
             }
         }
+        filled
     }
 
     /// Takes the oldest staged full chunk to write on its own, concurrently
@@ -306,7 +310,7 @@ mod tests {
                 let file = Rc::new(opened.unwrap());
                 let chunk = BLOCK_BYTES as usize;
                 let mut w = SegmentWriter::open(file.clone(), path, 0, chunk).await.unwrap();
-                w.append(&vec![7u8; 3 * chunk + 100]);
+                assert_eq!(w.append(&vec![7u8; 3 * chunk + 100]), 3, "three chunks filled");
                 assert_eq!(w.full_chunks(), 3);
                 let chunks: Vec<ChunkWrite> = (0..3).filter_map(|_| w.take_full_chunk()).collect();
                 let ends: Vec<u64> = chunks.iter().map(|c| c.end).collect();
