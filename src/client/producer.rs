@@ -205,13 +205,8 @@ impl Producer {
         headers: Vec<RecordHeader>,
     ) -> impl Future<Output = DeliveryResult> + 'static {
         let (tx, rx) = oneshot::channel();
-        let failed = self.enqueue(topic, key.as_deref(), value.as_deref(), &headers, Delivery::Future(tx));
-        async move {
-            if let Some(e) = failed {
-                return Err(e);
-            }
-            rx.await.unwrap_or(Err(ClientError::Closed))
-        }
+        self.enqueue(topic, key.as_deref(), value.as_deref(), &headers, Delivery::Future(tx));
+        async move { rx.await.unwrap_or(Err(ClientError::Closed)) }
     }
 
     /// As [`Producer::send`], with the outcome given to `callback` instead
@@ -228,13 +223,12 @@ impl Producer {
         headers: &[RecordHeader],
         callback: impl FnOnce(DeliveryResult) + 'static,
     ) {
-        // A refusal has been given to the callback already.
-        let _refused = self.enqueue(topic, key, value, headers, Delivery::Callback(Box::new(callback)));
+        self.enqueue(topic, key, value, headers, Delivery::Callback(Box::new(callback)));
     }
 
     /// Appends the record now if it can, or leaves it to a task that waits
-    /// its turn (copying what it borrows). Returns the error of a record
-    /// refused at once; a callback delivery has then already been told.
+    /// its turn (copying what it borrows), or tells `delivery` at once why
+    /// it is refused.
     fn enqueue(
         &self,
         topic: &str,
@@ -242,27 +236,15 @@ impl Producer {
         value: Option<&[u8]>,
         headers: &[RecordHeader],
         delivery: Delivery,
-    ) -> Option<ClientError> {
+    ) {
         let shared = &self.shared;
         let size = record_bytes_estimate(key, value, headers);
-        let refused = if size > shared.config.request_bytes_max {
-            Some(ClientError::RecordTooLarge {
-                size,
-                max: shared.config.request_bytes_max,
-            })
-        } else if shared.closed.get() {
-            Some(ClientError::Closed)
-        } else {
-            None
-        };
-        if let Some(e) = refused {
-            return match delivery {
-                Delivery::Future(_) => Some(e),
-                callback => {
-                    callback.deliver(Err(e.clone()));
-                    Some(e)
-                }
-            };
+        if size > shared.config.request_bytes_max {
+            let max = shared.config.request_bytes_max;
+            return delivery.deliver(Err(ClientError::RecordTooLarge { size, max }));
+        }
+        if shared.closed.get() {
+            return delivery.deliver(Err(ClientError::Closed));
         }
         if let Err(delivery) = shared.try_append_now(topic, key, value, headers, size, delivery) {
             let waiting = Waiting {
@@ -274,7 +256,6 @@ impl Producer {
             };
             glommio::spawn_local(wait_and_append(WaitGuard::new(shared), waiting, size, delivery)).detach();
         }
-        None
     }
 
     /// Sends every record queued so far (and every `send` still waiting
