@@ -48,10 +48,12 @@ fn class_of(len: usize) -> Option<usize> {
     Some((bits - SLAB_CLASS_MIN) as usize)
 }
 
-/// A pooled buffer holding one frame in `buf[..len]`.
+/// A buffer holding one frame in `buf[..len]`; with a class, it goes back
+/// to the pool when dropped.
 struct Slab {
     buf: Vec<u8>,
     len: usize,
+    class: Option<usize>,
 }
 
 impl Slab {
@@ -59,7 +61,11 @@ impl Slab {
     /// class if this thread has one, else a zeroed new one.
     fn take(len: usize) -> Slab {
         let Some(class) = class_of(len) else {
-            return Slab { buf: vec![0; len], len };
+            return Slab {
+                buf: vec![0; len],
+                len,
+                class: None,
+            };
         };
         let reused = POOL
             .try_with(|p| {
@@ -74,7 +80,11 @@ impl Slab {
             .flatten();
         let buf = reused.unwrap_or_else(|| vec![0; 1 << (class as u32 + SLAB_CLASS_MIN)]);
         debug_assert!(buf.len() >= len, "a slab holds its class's size");
-        Slab { buf, len }
+        Slab {
+            buf,
+            len,
+            class: Some(class),
+        }
     }
 }
 
@@ -86,11 +96,7 @@ impl AsRef<[u8]> for Slab {
 
 impl Drop for Slab {
     fn drop(&mut self) {
-        let Some(class) = class_of(self.buf.len()) else { return };
-        // Only whole slabs of exactly their class's size go back.
-        if self.buf.len() != 1 << (class as u32 + SLAB_CLASS_MIN) {
-            return;
-        }
+        let Some(class) = self.class else { return };
         let buf = std::mem::take(&mut self.buf);
         // A thread being torn down frees it instead.
         let _ = POOL.try_with(|p| {
