@@ -30,6 +30,15 @@ fn fast() -> ClientConfig {
     }
 }
 
+/// The values the fake broker stored in `topic`/`partition`, in order.
+fn stored_values(broker: &FakeBroker, topic: &str, partition: u32) -> Vec<Bytes> {
+    let st = broker.state.borrow();
+    st.records(topic, partition as usize)
+        .into_iter()
+        .map(|r| r.value.unwrap_or_default())
+        .collect()
+}
+
 async fn setup(partitions: u32) -> (FakeBroker, Client) {
     let broker = FakeBroker::start();
     let client = Client::connect(&broker.bootstrap(), fast()).await.unwrap();
@@ -122,13 +131,7 @@ fn retriable_errors_are_retried_without_loss_or_reordering() {
         for (i, s) in sends.into_iter().enumerate() {
             assert_eq!(s.await.unwrap().offset, i as i64);
         }
-        let values: Vec<_> = broker
-            .state
-            .borrow()
-            .records("t", 0)
-            .into_iter()
-            .map(|r| r.value.unwrap())
-            .collect();
+        let values = stored_values(&broker, "t", 0);
         assert_eq!(values, (0..50).map(|i| Bytes::from(format!("{i}"))).collect::<Vec<_>>());
     });
 }
@@ -258,13 +261,7 @@ fn a_small_buffer_applies_back_pressure_and_keeps_order() {
         for (i, s) in sends.into_iter().enumerate() {
             assert_eq!(s.await.unwrap().offset, i as i64);
         }
-        let values: Vec<_> = broker
-            .state
-            .borrow()
-            .records("t", 0)
-            .into_iter()
-            .map(|r| r.value.unwrap())
-            .collect();
+        let values = stored_values(&broker, "t", 0);
         assert_eq!(values.len(), 200);
         assert!(values.windows(2).all(|w| w[0] < w[1]), "stored in send order");
     });
@@ -282,13 +279,12 @@ fn sends_to_an_uncached_topic_go_out_in_order_even_unpolled() {
             drop(producer.send("fresh", Some("k".into()), Some(format!("{i:03}").into()), Vec::new()));
         }
         producer.flush().await;
-        let st = broker.state.borrow();
-        let p = partition_for_key(b"k", 2) as usize;
-        let values: Vec<_> = st.records("fresh", p).into_iter().map(|r| r.value.unwrap()).collect();
+        let values = stored_values(&broker, "fresh", partition_for_key(b"k", 2));
         assert_eq!(
             values,
             (0..100).map(|i| Bytes::from(format!("{i:03}"))).collect::<Vec<_>>()
         );
+        let st = broker.state.borrow();
         assert!(st.produce_requests <= 3, "batched: {} requests", st.produce_requests);
     });
 }
@@ -527,13 +523,7 @@ fn callbacks_hear_every_record_once_from_one_reused_buffer_even_under_back_press
             heard.iter().all(|&(i, offset)| offset == i as i64),
             "each record at its send position"
         );
-        let values: Vec<_> = broker
-            .state
-            .borrow()
-            .records("t", 0)
-            .into_iter()
-            .map(|r| r.value.unwrap())
-            .collect();
+        let values = stored_values(&broker, "t", 0);
         assert_eq!(
             values,
             (0..200).map(|i| Bytes::from(format!("{i:05}"))).collect::<Vec<_>>(),
