@@ -65,24 +65,11 @@ impl PendingFlush {
         let mut tasks = Vec::with_capacity(self.writes.len());
         for (pos, buf) in self.writes {
             let file = self.file.clone();
-            tasks.push(glommio::spawn_local(async move {
-                let len = buf.len();
-                let res = file.write_at(buf, pos).await;
-                (len, res)
-            }));
+            tasks.push(glommio::spawn_local(async move { write_whole(&file, buf, pos).await }));
         }
         let mut first_err = None;
         for task in tasks {
-            let (len, res) = task.await;
-            let res = match res {
-                Ok(n) if n == len => Ok(()),
-                Ok(n) => Err(std::io::Error::new(
-                    std::io::ErrorKind::WriteZero,
-                    format!("short direct write: {n} of {len} bytes"),
-                )),
-                Err(e) => Err(std::io::Error::from(e)),
-            };
-            if let Err(e) = res {
+            if let Err(e) = task.await {
                 first_err.get_or_insert(e);
             }
         }
@@ -121,19 +108,22 @@ pub struct ChunkWrite {
 
 impl ChunkWrite {
     pub async fn run(self) -> Result<()> {
-        let len = self.buf.len();
-        match self.file.write_at(self.buf, self.pos).await {
-            Ok(n) if n == len => Ok(()),
-            Ok(n) => Err(StorageError::io(
-                "writing segment",
-                &self.path,
-                std::io::Error::new(
-                    std::io::ErrorKind::WriteZero,
-                    format!("short direct write: {n} of {len} bytes"),
-                ),
-            )),
-            Err(e) => Err(StorageError::io("writing segment", &self.path, std::io::Error::from(e))),
-        }
+        write_whole(&self.file, self.buf, self.pos)
+            .await
+            .map_err(|e| StorageError::io("writing segment", &self.path, e))
+    }
+}
+
+/// One direct write of all of `buf` at `pos`; a short write is an error.
+async fn write_whole(file: &DmaFile, buf: DmaBuffer, pos: u64) -> std::io::Result<()> {
+    let len = buf.len();
+    match file.write_at(buf, pos).await {
+        Ok(n) if n == len => Ok(()),
+        Ok(n) => Err(std::io::Error::new(
+            std::io::ErrorKind::WriteZero,
+            format!("short direct write: {n} of {len} bytes"),
+        )),
+        Err(e) => Err(std::io::Error::from(e)),
     }
 }
 
